@@ -1,0 +1,1 @@
+"""The ``pic`` command: a thin click layer over ``pic_plugin``."""

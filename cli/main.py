@@ -1,0 +1,6 @@
+import click
+
+
+@click.group()
+def cli() -> None:
+    """pic: crop suggestions in your own style."""

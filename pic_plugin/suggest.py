@@ -1,0 +1,136 @@
+"""From one image's features to a crop suggestion: candidates -> scores -> refinement -> top-k.
+
+This is the one place that turns scores into the crops pic reports, so the CLI, the watcher, the review page
+and the editor plugins all agree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import candidates as cand
+from .features import ImageAnalysis
+from .geometry import Box, Ratio, iou, snap_to_ratio
+
+#: Alternatives must differ from the crops already chosen at least this much.
+ALTERNATIVE_MAX_IOU = 0.8
+#: Candidates this close to the winner count as "the same crop" for the confidence.
+SAME_CROP_IOU = 0.8
+REFINE_TOP = 4
+
+
+class Scorer(Protocol):
+    name: str
+    version: str
+    temperature: float
+
+    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray: ...
+
+
+@dataclass
+class Alternative:
+    crop: Box
+    score: float
+
+
+@dataclass
+class Suggestion:
+    path: str
+    crop: Box
+    score: float  # share of the scorer's belief on this crop (softmax over candidates, near-duplicates summed)
+    ratio: str
+    size: tuple[int, int]  # displayed size of the original, pixels
+    model: str
+    user: str | None = None
+    alternatives: list[Alternative] = field(default_factory=list)
+    created: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-lines contract of DESIGN section 3."""
+        return {
+            "path": self.path,
+            "crop": self.crop.as_list(),
+            "score": round(self.score, 4),
+            "ratio": self.ratio,
+            "alternatives": [{"crop": a.crop.as_list(), "score": round(a.score, 4)} for a in self.alternatives],
+            "user": self.user,
+            "model": self.model,
+            "size": list(self.size),
+        }
+
+    @property
+    def crops(self) -> list[Box]:
+        return [self.crop, *(a.crop for a in self.alternatives)]
+
+
+def suggest(
+    analysis: ImageAnalysis,
+    scorer: Scorer,
+    ratio: Ratio,
+    top_k: int = 3,
+    user: Any = None,
+    path: str = "",
+    user_name: str | None = None,
+) -> Suggestion:
+    size = analysis.size
+    pool = cand.generate(size, ratio)
+    boxes = pool.boxes
+    scores = np.asarray(scorer.score(analysis, boxes, user), dtype=np.float64)
+
+    # Local refinement around the best few: candidates are a grid, the best crop is usually between points.
+    order = np.argsort(-scores)[:REFINE_TOP]
+    extra = []
+    for i in order:
+        box = pool.box(int(i))
+        aspect = None if pool.ratios[i] == "free" else box.pixel_aspect(size)
+        extra.extend(cand.jitter(box, size, aspect))
+    if extra:
+        extra_arr = np.asarray(extra, dtype=np.float32)
+        boxes = np.concatenate([boxes, extra_arr])
+        scores = np.concatenate([scores, np.asarray(scorer.score(analysis, extra_arr, user), dtype=np.float64)])
+
+    finite = np.isfinite(scores)
+    scores = np.where(finite, scores, -1e9)
+    probs = _softmax(scores / max(scorer.temperature, 1e-6))
+    ranked = np.argsort(-scores)
+    chosen: list[int] = []
+    for i in ranked:
+        b = Box(*(float(v) for v in boxes[i]))
+        if all(iou(b, Box(*(float(v) for v in boxes[j]))) < ALTERNATIVE_MAX_IOU for j in chosen):
+            chosen.append(int(i))
+        if len(chosen) >= max(1, top_k):
+            break
+
+    def belief(i: int) -> float:
+        ious = _ious(boxes[i], boxes)
+        return float(probs[ious >= SAME_CROP_IOU].sum())
+
+    crops = [snap_to_ratio(Box(*(float(v) for v in boxes[i])), size, ratio) for i in chosen]
+    return Suggestion(
+        path=path,
+        crop=crops[0],
+        score=belief(chosen[0]),
+        ratio=ratio.name,
+        size=size,
+        model=scorer.version,
+        user=user_name,
+        alternatives=[Alternative(c, belief(i)) for c, i in zip(crops[1:], chosen[1:], strict=True)],
+    )
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    inter = ix * iy
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return inter / np.maximum(areas + area - inter, 1e-12)
