@@ -161,17 +161,25 @@ def _has_surrogates(text: str) -> bool:
 
 
 class Catalog:
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, readonly: bool = False) -> None:
+        """Open (creating and migrating unless ``readonly``) the catalog at ``path`` (default: ``default_path()``)."""
         self.path = Path(path) if path is not None else default_path()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        self.readonly = readonly
+        memory = str(self.path) == ":memory:"
+        if readonly and not memory:
+            uri = f"file:{_uri_path(self.path)}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        else:
+            if not memory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
         self.db = sqlite_utils.Database(conn)
-        if str(self.path) != ":memory:":
-            self.db.enable_wal()
-        self._migrate()
+        if not readonly:
+            if not memory:
+                self.db.enable_wal()
+            self._migrate()
 
     def close(self) -> None:
         self.db.close()
@@ -429,6 +437,12 @@ class Catalog:
             if not row:
                 raise KeyError(f"user {user!r} has no model version {version}")
             self.db.execute("UPDATE models SET active = (version = ?) WHERE user = ?", [version, user])
+
+
+def _uri_path(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(os.path.abspath(path))
 
 
 def _decode_suggestion(row: dict[str, Any]) -> dict[str, Any]:

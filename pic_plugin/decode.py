@@ -231,6 +231,17 @@ def _decode_raw(path: Path, long_side: int) -> DecodedImage:
     )
 
 
+def raw_orientation(path: str | Path) -> int:
+    """EXIF orientation of a RAW file as LibRaw applies it (without decoding pixels); 1 if unknown."""
+    import rawpy
+
+    try:
+        with rawpy.imread(str(path)) as raw:
+            return _LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
+    except Exception:  # unreadable RAW: decode() reports the real error
+        return 1
+
+
 def _libraw_msg(exc: Exception) -> str:
     msg = exc.args[0] if exc.args else type(exc).__name__
     return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)

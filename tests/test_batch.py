@@ -1,0 +1,130 @@
+"""The batch pipeline and the ``pic`` commands over it (CliRunner)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import jpeg_bytes, make_photo
+from pic_cli.main import cli
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir() if p.is_file() and not p.name.endswith(".xmp")}
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_suggest_json_contract(photo_dir: Path, catalog_path: Path) -> None:
+    code, out, _ = _run("suggest", str(photo_dir / "img_0.jpg"), "--top", "3", "--json", "--catalog", str(catalog_path))
+    assert code == 0
+    row = json.loads(out.splitlines()[0])
+    assert set(row) >= {"path", "crop", "score", "ratio", "alternatives", "user", "model"}
+    assert len(row["crop"]) == 4 and 0 <= row["crop"][0] < row["crop"][2] <= 1
+    assert len(row["alternatives"]) == 2 and row["user"] is None
+    assert 0 <= row["score"] <= 1
+
+
+def test_batch_json_then_unchanged_rerun_does_no_image_work(photo_dir: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    before = _hashes(photo_dir)
+    code, out, _ = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["status"] for r in rows) == ["done"] * 3
+
+    import pic_plugin.batch as batch
+
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("image work on an unchanged folder")
+
+    monkeypatch.setattr(batch, "analyze_file", boom)
+    code, out, _ = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))
+    assert code == 0
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["unchanged"] * 3
+    assert _hashes(photo_dir) == before
+
+
+def test_batch_exact_ratio_export(tmp_path: Path, photo_dir: Path, catalog_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    code, out, _ = _run(
+        "batch", str(photo_dir), "--no-write", "--ratio", "4:5", "--export", str(out_dir), "--json", "-j", "1",
+        "--catalog", str(catalog_path),
+    )
+    assert code == 0
+    for row in map(json.loads, out.splitlines()):
+        exported = Path(row["exported"])
+        w, h = Image.open(exported).size
+        assert w * 5 == h * 4, (w, h)
+        assert row["ratio"] == "4:5"
+
+
+def test_batch_continues_after_bad_files(tmp_path: Path, catalog_path: Path) -> None:
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "good.jpg").write_bytes(jpeg_bytes(make_photo()))
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "text.png").write_text("hello")
+    data = jpeg_bytes(make_photo())
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 4])
+    (d / "name with $(echo pwned) and\nnewline.jpg").write_bytes(jpeg_bytes(make_photo(seed=3)))
+    before = _hashes(d)
+    code, out, err = _run("batch", str(d), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))
+    assert code == 1  # some files failed
+    statuses = {Path(r["path"]).name: r["status"] for r in map(json.loads, out.splitlines())}
+    assert statuses["good.jpg"] == "done" and statuses["name with $(echo pwned) and\nnewline.jpg"] == "done"
+    assert statuses["empty.jpg"] == statuses["text.png"] == statuses["truncated.jpg"] == "error"
+    assert "empty.jpg" in err and "text.png" in err
+    assert _hashes(d) == before
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_batch_parallel_jobs_match_serial(photo_dir: Path, tmp_path: Path) -> None:
+    serial = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(tmp_path / "a.db"))[1]
+    parallel = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "2", "--catalog", str(tmp_path / "b.db"))[1]
+
+    def crops(text: str) -> dict[str, list[float]]:
+        return {r["path"]: r["crop"] for r in map(json.loads, text.splitlines())}
+
+    assert crops(serial) == crops(parallel)
+
+
+def test_shards_partition_the_batch(tmp_path: Path) -> None:
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(12):
+        (d / f"p{i:02d}.jpg").write_bytes(jpeg_bytes(make_photo(64, 48, seed=i)))
+    seen: list[str] = []
+    for i in (1, 2, 3):
+        out = _run("batch", str(d), "--dry-run", "--json", "--shard", f"{i}/3", "--catalog", str(tmp_path / "c.db"))[1]
+        seen += [json.loads(line)["path"] for line in out.splitlines()]
+    assert sorted(seen) == sorted(os.fsdecode(p) for p in d.iterdir())
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert _run("batch", str(tmp_path / "missing"))[0] == 2
+    assert _run("batch", str(tmp_path), "--ratio", "banana")[0] == 2
+    assert _run("batch", str(tmp_path), "--shard", "4/3")[0] == 2
+    assert _run("batch", str(tmp_path), "--targets", "photoshop")[0] == 2
+
+
+def test_every_command_has_help() -> None:
+    for name, command in cli.commands.items():
+        assert command.help, f"pic {name} has no help text"
+        code, out, _ = _run(name, "--help")
+        assert code == 0 and "Usage" in out
+
+
+def test_demo_copies_free_samples(tmp_path: Path) -> None:
+    code, out, _ = _run("demo", str(tmp_path / "demo"))
+    assert code == 0
+    names = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert "lighthouse_rot90.jpg" in names and len(names) >= 5
