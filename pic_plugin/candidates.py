@@ -29,7 +29,7 @@ SCALES_DENSE = (1.0, 0.93, 0.86, 0.8, 0.74, 0.68, 0.62, 0.56, 0.5, 0.45, 0.4, 0.
 SCALES_COARSE = (1.0, 0.88, 0.77, 0.67, 0.58, 0.5, 0.42, 0.35, 0.28)
 #: Step between window positions, as a fraction of the frame.
 POSITION_STEP_DENSE = 0.04
-POSITION_STEP_COARSE = 0.08
+POSITION_STEP_COARSE = 0.1
 MAX_POSITIONS = 15
 #: Crops smaller than this many pixels on a side are not offered.
 MIN_SIDE_PX = 16
@@ -64,36 +64,37 @@ def gaic_grid(image_size: tuple[int, int]) -> list[Box]:
     return out
 
 
-def ratio_windows(aspect: float, image_size: tuple[int, int], scales: tuple[float, ...], step: float) -> list[Box]:
-    """Boxes of pixel ``aspect`` at each scale, slid over the frame on a grid of ``step``."""
+def ratio_windows(aspect: float, image_size: tuple[int, int], scales: tuple[float, ...], step: float) -> np.ndarray:
+    """N x 4 boxes of pixel ``aspect`` at each scale, slid over the frame on a grid of ``step``."""
     w, h = image_size
     max_w, max_h = largest_box(aspect, image_size)
-    out: list[Box] = []
+    parts = []
     for s in scales:
         bw, bh = max_w * s, max_h * s
         if bw * w < MIN_SIDE_PX or bh * h < MIN_SIDE_PX:
             continue
-        for x0 in _positions(1.0 - bw, step):
-            for y0 in _positions(1.0 - bh, step):
-                out.append(Box(x0, y0, min(1.0, x0 + bw), min(1.0, y0 + bh)))
-    return out
+        xs, ys = np.meshgrid(_positions(1.0 - bw, step), _positions(1.0 - bh, step))
+        x0, y0 = xs.ravel(), ys.ravel()
+        parts.append(np.stack([x0, y0, np.minimum(1.0, x0 + bw), np.minimum(1.0, y0 + bh)], axis=1))
+    return np.concatenate(parts) if parts else np.zeros((0, 4))
 
 
-def _positions(slack: float, step: float) -> list[float]:
+def _positions(slack: float, step: float) -> np.ndarray:
     if slack <= 1e-9:
-        return [0.0]
+        return np.zeros(1)
     n = min(MAX_POSITIONS, max(2, math.ceil(slack / step) + 1))
-    return [slack * i / (n - 1) for i in range(n)]
+    return np.linspace(0.0, slack, n)
 
 
 def generate(image_size: tuple[int, int], ratio: Ratio, dense: bool = True) -> Candidates:
     """Candidates for one image. ``ratio`` free -> grid + windows of every common ratio and the original."""
-    boxes: list[Box] = []
+    boxes: list[np.ndarray] = []
     names: list[str] = []
 
-    def add(items: list[Box], name: str) -> None:
-        boxes.extend(items)
-        names.extend([name] * len(items))
+    def add(items: list[Box] | np.ndarray, name: str) -> None:
+        arr = np.asarray(items, dtype=np.float64).reshape(-1, 4)
+        boxes.append(arr)
+        names.extend([name] * len(arr))
 
     if ratio.is_free:
         add(gaic_grid(image_size), "free")
@@ -108,11 +109,10 @@ def generate(image_size: tuple[int, int], ratio: Ratio, dense: bool = True) -> C
         assert aspect is not None
         scales, step = (SCALES_DENSE, POSITION_STEP_DENSE) if dense else (SCALES_COARSE, POSITION_STEP_COARSE)
         add(ratio_windows(aspect, image_size, scales, step), ratio.name)
-        if not boxes:  # tiny image: the largest box of the ratio, whatever its size
+        if not names:  # tiny image: the largest box of the ratio, whatever its size
             bw, bh = largest_box(aspect, image_size)
             add([Box((1 - bw) / 2, (1 - bh) / 2, (1 + bw) / 2, (1 + bh) / 2)], ratio.name)
-    arr = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    return Candidates(arr, names)
+    return Candidates(np.concatenate(boxes).astype(np.float32), names)
 
 
 def jitter(box: Box, image_size: tuple[int, int], aspect: float | None, step: float = 0.015) -> list[Box]:

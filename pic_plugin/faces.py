@@ -14,8 +14,9 @@ import numpy as np
 from .geometry import Box
 
 SCORE_THRESHOLD = 0.75
-#: Faces are searched on an image of at most this long side (YuNet is trained on ~320-640 px inputs).
-DETECT_LONG_SIDE = 512
+#: Faces are searched on an image of at most this long side (YuNet works on ~320-640 px inputs). At 384 px a
+#: face down to ~3% of the long side is found, in ~1/2 the time of 512 px.
+DETECT_LONG_SIDE = 384
 
 
 @dataclass(frozen=True)
