@@ -23,7 +23,7 @@ from PIL import Image
 from pic_plugin import backbone
 from pic_plugin.datasets import subject_photos
 from pic_plugin.decode import decode
-from pic_plugin.features import HEAD_FILE, FeatureHead, backbone_input
+from pic_plugin.feature_head import HEAD_FILE, FeatureHead, backbone_input
 
 
 def load_examples(photos, flip: bool):  # type: ignore[no-untyped-def]

@@ -14,7 +14,8 @@ from pic_plugin.backbone import load_backbone, normalize
 from pic_plugin.composition import CompositionScorer, candidate_stats
 from pic_plugin.decode import decode
 from pic_plugin.faces import Face
-from pic_plugin.features import ImageAnalysis, IntegralMap, analyze, input_shape, roi_rod_pool
+from pic_plugin.feature_head import roi_rod_pool
+from pic_plugin.features import ImageAnalysis, IntegralMap, analyze, input_shape
 from pic_plugin.geometry import Box, contains_fraction, parse_ratio
 from pic_plugin.suggest import suggest
 
