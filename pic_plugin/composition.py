@@ -49,9 +49,13 @@ class SubjectSummary:
     """The subject as the composition features see it."""
 
     weights: np.ndarray  # h x w, subject probability with faces added
-    box: tuple[float, float, float, float]  # normalized box holding ~96% of the subject mass
+    box: tuple[float, float, float, float]  # normalized box holding ~99% of the subject mass
     centroid: tuple[float, float]
     confidence: float  # 0 = no clear subject (landscape, texture), 1 = a clear one
+
+
+SUBJECT_FLOOR = 0.1  # subject probability below this is background
+SUBJECT_TAIL = 0.005  # the subject box leaves out this share of the mass on each side
 
 
 def summarize_subject(analysis: ImageAnalysis) -> SubjectSummary:
@@ -60,14 +64,15 @@ def summarize_subject(analysis: ImageAnalysis) -> SubjectSummary:
     for face in analysis.faces:
         x0, y0, x1, y1 = face.box.to_pixels((w, h))
         s[y0:y1, x0:x1] = np.maximum(s[y0:y1, x0:x1], min(1.0, face.score + 0.1))
-    # Mass counts pixels that are likely subject; faint background activation is not subject.
-    mass = np.clip((s - 0.25) / 0.75, 0, 1)
+    # Mass counts pixels that may be subject; the faintest background activation is not. A low floor keeps
+    # thin parts (legs, tails, masts) that the map rates uncertain: losing them is what people notice.
+    mass = np.clip((s - SUBJECT_FLOOR) / (1 - SUBJECT_FLOOR), 0, 1)
     total = float(mass.sum())
     confidence = float(min(1.0, total / (0.01 * h * w))) if total > 0 else 0.0
     if total <= 1e-6:
         return SubjectSummary(mass, (0.0, 0.0, 1.0, 1.0), (0.5, 0.5), 0.0)
     cols, rows = mass.sum(0) / total, mass.sum(1) / total
-    box = (*_quantile_span(cols, 0.02, 0.98), *_quantile_span(rows, 0.02, 0.98))
+    box = (*_quantile_span(cols, SUBJECT_TAIL, 1 - SUBJECT_TAIL), *_quantile_span(rows, SUBJECT_TAIL, 1 - SUBJECT_TAIL))
     xs, ys = (np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h
     centroid = (float((cols * xs).sum()), float((rows * ys).sum()))
     return SubjectSummary(mass, (box[0], box[2], box[1], box[3]), centroid, confidence)
@@ -165,7 +170,7 @@ def geometry_log_prior(area: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.n
 W_LOST_SUBJECT = 12.0  # per unit of subject mass below KEEP_TARGET: losing the subject is the worst error
 KEEP_TARGET = 0.97
 W_FACE_CUT = 25.0  # a cut face is never acceptable while an alternative exists
-W_EDGE = 4.0  # an edge through the subject looks like an accident
+W_EDGE = 8.0  # an edge through the subject looks like an accident
 W_MARGIN = 1.5  # moderate framing around a clear subject: crop side ~1.8x the subject's (personas, FLMS)
 PREFERRED_MARGIN = math.log(1.8)
 MARGIN_SPREAD = 0.45
