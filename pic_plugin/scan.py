@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .decode import is_image_path
@@ -20,8 +20,22 @@ SAMPLE_BYTES = 64 * 1024
 SKIP_DIRS = frozenset({"@eaDir", "__MACOSX", "#recycle", "$RECYCLE.BIN", "lost+found"})
 
 
-def iter_images(roots: Iterable[str | os.PathLike[str]], exclude: Iterable[Path] = ()) -> Iterator[Path]:
-    """Image files under ``roots`` (files named directly are taken as they are), sorted, without duplicates."""
+WalkErrorHandler = Callable[[Path, OSError], None]
+
+
+def iter_images(
+    roots: Iterable[str | os.PathLike[str]],
+    exclude: Iterable[Path] = (),
+    *,
+    dedupe: bool = True,
+    on_error: WalkErrorHandler | None = None,
+) -> Iterator[Path]:
+    """Image files under ``roots`` (files named directly are taken as they are), sorted, without duplicates.
+
+    ``dedupe=False`` keeps no set of the paths seen (memory stays flat on a 100,000-photo library; the walk never
+    follows directory symlinks, so one root yields each file once). ``on_error`` hears of folders that cannot be
+    read (they are skipped either way).
+    """
     excluded = {os.path.realpath(p) for p in exclude}
     seen: set[str] = set()
     for root in roots:
@@ -32,19 +46,31 @@ def iter_images(roots: Iterable[str | os.PathLike[str]], exclude: Iterable[Path]
                 seen.add(real)
                 yield root
             continue
-        for path in _walk(root, excluded):
+        for path in _walk(root, excluded, on_error):
+            if not dedupe:
+                yield path
+                continue
             real = os.path.realpath(path)
             if real not in seen:
                 seen.add(real)
                 yield path
 
 
-def _walk(folder: Path, excluded: set[str]) -> Iterator[Path]:
+def walk_key(path: Path, root: Path) -> tuple[tuple[int, str], ...]:
+    """A sort key that orders paths under ``root`` as ``iter_images`` yields them (a folder's files, then its
+    subfolders, by name): lets a walk resume after a given path."""
+    parts = path.relative_to(root).parts
+    return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),) if parts else ()
+
+
+def _walk(folder: Path, excluded: set[str], on_error: WalkErrorHandler | None = None) -> Iterator[Path]:
     if os.path.realpath(folder) in excluded:
         return
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
+    except OSError as exc:
+        if on_error is not None:
+            on_error(folder, exc)
         return  # unreadable folder: nothing to do here (the caller reports roots that do not exist)
     subdirs = []
     for entry in entries:
@@ -58,7 +84,7 @@ def _walk(folder: Path, excluded: set[str]) -> Iterator[Path]:
         except OSError:
             continue
     for sub in subdirs:
-        yield from _walk(sub, excluded)
+        yield from _walk(sub, excluded, on_error)
 
 
 def in_shard(path: Path, shard: tuple[int, int] | None) -> bool:

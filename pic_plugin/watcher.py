@@ -1,0 +1,970 @@
+"""``pic watch``: the background daemon that suggests crops for new photos and learns from the user's own crops.
+
+Data flow (one process; DESIGN.md sections 2 and 7)::
+
+    observers (inotify, or polling)  ->  EventRouter  ->  Debouncer  ->  catalog queue (watch_queue)
+    initial / resumed scan (stat-only skip, back-pressured)  ------------^        |
+                                                                                   v
+    main loop: claim -> learn from the photo's sidecars (find_crops -> Catalog.add_user_crop)
+               -> unchanged? done : analysis thread pool (batch.process_file) -> batch._finish (catalog + sidecars)
+    new user crops -> fine-tune (rate-limited, batched, own thread) -> reload scorer -> refresh not-yet-edited
+    photos from cached features (no decode)
+
+The main thread is the catalog's only writer here and writes every sidecar, so pic never writes one file twice
+at once. Suggestions are suggest-only by default (a disabled darktable crop entry + pic's record), a photo whose
+sidecar carries a crop the user made is never written to, a sidecar someone else touched in the last quiet
+period is left alone until it settles, and pic's own writes are recognised (``OwnWrites`` and the sidecar stamps
+the catalog records) so they never trigger work again. Every queued path stays in the catalog until its results
+are committed: a restart, also after ``kill -9``, resumes where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import features, scorers
+from .batch import BatchOptions, _finish, _Job, _Output, process_file
+from .catalog import Catalog
+from .decode import is_image_path
+from .errors import SidecarError
+from .geometry import FREE, Box, Ratio, iou
+from .scan import SKIP_DIRS, content_key, file_signature, iter_images, walk_key
+from .suggest import Scorer, Suggestion
+from .watch_events import Debouncer, EventRouter, OwnWrites, photos_for_sidecar
+from .watch_state import EVENT, REFRESH, REFRESH_NEAR, SCAN, DaemonLock, QueueItem, WatchState
+
+log = logging.getLogger("pic.watch")
+
+#: Weight of a suggestion the user turned on unchanged (their own crop weighs 1).
+ACCEPTED_WEIGHT = 0.3
+#: A user crop this close to pic's suggestion counts as "accepted as is".
+SAME_CROP_IOU = 0.98
+#: Filesystems where inotify sees no changes made by other machines: watched by polling.
+NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre", "davfs",
+     "fuse.sshfs", "sshfs", "fuse.rclone", "fuse.s3fs", "fuse.gvfsd-fuse", "fuse.davfs2"}
+)  # fmt: skip
+
+Writer = Callable[..., Any]  # pic_plugin.sidecars.write_suggestion
+CropFinder = Callable[[Path, int], list[Any]]  # pic_plugin.sidecars.find_crops
+#: (catalog path, user) -> what happened ({"version": ..., "k": ...}), or None when there was nothing to learn.
+Learner = Callable[[Path, str], "dict[str, Any] | None"]
+
+
+@dataclass
+class WatchOptions:
+    user: str | None = None
+    ratio: Ratio = FREE
+    top_k: int = 3
+    targets: tuple[str, ...] = ("pic", "darktable")
+    mode: str = "suggest"  # the watcher only suggests unless told --apply (DESIGN "Apply or suggest")
+    scorer: str | None = None
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    poll: bool = False  # polling observers for every root (network drives; inotify limits)
+    poll_interval: float = 5.0
+    quiet: float = 0.5  # debounce: a path is looked at this long after its last event
+    max_delay: float = 10.0  # ... but at most this long after its first
+    scan: bool = True  # scan the roots at start (incremental, resumable)
+    finetune_delay: float = 10.0  # wait for more crops this long after a new one (batches a session's edits)
+    finetune_interval: float = 300.0  # at most one fine-tune per this many seconds
+    max_attempts: int = 5  # sidecar write retries (concurrent edits, disk full) before giving up on a photo
+    retry_delay: float = 2.0  # first back-off; doubles per attempt
+    supervise_interval: float = 2.0  # roots that vanished / came back, observers that died
+    in_flight_per_job: int = 2
+    scan_high_water: int = 256  # the scan only runs ahead while fewer paths wait (back-pressure)
+    heartbeat: float = 5.0
+
+
+@dataclass
+class WatchResult:
+    path: Path
+    status: str  # done | unchanged | learned | removed | deferred | error
+    reason: str
+    suggestion: Suggestion | None = None
+    error: str | None = None
+    learned: int = 0
+    wrote: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": os.fsdecode(self.path), "status": self.status, "reason": self.reason}
+        if self.suggestion is not None:
+            out.update(self.suggestion.to_json())
+            out["path"] = os.fsdecode(self.path)
+        if self.error:
+            out["error"] = self.error
+        if self.learned:
+            out["learned"] = self.learned
+        return out
+
+
+# --- defaults: the real modules ---------------------------------------------------------------------------------
+
+
+def default_writer() -> Writer:
+    from .sidecars import write_suggestion
+
+    return write_suggestion
+
+
+def default_crop_finder() -> CropFinder:
+    from .sidecars import find_crops
+
+    return find_crops
+
+
+def default_learner() -> Learner | None:
+    """The per-user fine-tune of the learned model, or None while no trainable model is installed."""
+    try:
+        from .training import finetune_user  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+
+    def learn(catalog_path: Path, user: str) -> dict[str, Any] | None:
+        with Catalog(catalog_path) as catalog:
+            return finetune_user(catalog, user)  # type: ignore[no-any-return]
+
+    return learn
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem ``path`` lives on (from /proc/mounts; None when unknown)."""
+    try:
+        real = os.path.realpath(path)
+        best, kind = "", None
+        with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
+                    best, kind = mount, parts[2]
+        return kind
+    except OSError:
+        return None
+
+
+def dedupe_roots(roots: Iterable[Path]) -> list[Path]:
+    """Absolute roots without duplicates and without roots inside other roots (one observer per tree)."""
+    absolute = []
+    for r in roots:
+        a = Path(os.path.abspath(r))
+        if a not in absolute:
+            absolute.append(a)
+    real = {a: os.path.realpath(a) for a in absolute}
+    out = []
+    for a in absolute:
+        inside = any(b != a and (real[a] + os.sep).startswith(real[b].rstrip(os.sep) + os.sep) for b in absolute)
+        if not inside:
+            out.append(a)
+    return out
+
+
+def sidecar_candidates(photo: Path) -> list[Path]:
+    """The sidecars an editor may be writing for ``photo``: ``IMG.ext.xmp`` and ``IMG.xmp``."""
+    return [photo.with_name(photo.name + ".xmp"), photo.with_suffix(".xmp")]
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _hidden_or_skipped(parts: Iterable[str]) -> bool:
+    return any(p.startswith(".") or p in SKIP_DIRS for p in parts)
+
+
+# --- observers ---------------------------------------------------------------------------------------------------
+
+
+class _Handler:
+    """watchdog event handler: routes events to the debouncer (runs in the observer's thread)."""
+
+    def __init__(self, watcher: Watcher, root: Path) -> None:
+        self.watcher = watcher
+        self.root = root
+
+    def dispatch(self, event: Any) -> None:
+        try:
+            self.watcher._on_event(self.root, event)
+        except Exception:  # an event must never kill the observer thread
+            log.exception("event handling failed")
+
+
+@dataclass
+class _Root:
+    path: Path
+    observer: Any = None
+    mode: str = "missing"  # inotify | polling | missing
+    polling_reason: str = ""
+
+    def alive(self) -> bool:
+        obs = self.observer
+        return obs is not None and obs.is_alive() and all(e.is_alive() for e in list(obs.emitters))
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": os.fsdecode(self.path), "mode": self.mode, "note": self.polling_reason}
+
+
+@dataclass
+class _Scan:
+    root: Path
+    priority: int
+    persist: bool  # root scans save their position (resumable); a new folder's scan does not
+    it: Iterator[Path]
+    after: tuple[tuple[int, str], ...] | None = None
+    count: int = 0
+    last: Path | None = None
+    started: float = field(default_factory=time.time)
+
+
+@dataclass
+class _InFlight:
+    item: QueueItem
+    write: bool
+    learned: int
+
+
+# --- the daemon ---------------------------------------------------------------------------------------------------
+
+
+class Watcher:
+    """Watches ``roots`` and keeps ``catalog`` and the sidecars up to date until ``stop()``.
+
+    ``writer``, ``crop_finder`` and ``learner`` default to the real sidecar and model modules; tests and
+    benchmarks may pass stand-ins. ``on_result`` hears about every photo looked at.
+    """
+
+    def __init__(
+        self,
+        roots: Iterable[Path],
+        options: WatchOptions,
+        catalog: Catalog,
+        *,
+        writer: Writer | None = None,
+        crop_finder: CropFinder | None = None,
+        learner: Learner | None | str = "default",
+        on_result: Callable[[WatchResult], None] | None = None,
+        lock: bool = True,
+    ) -> None:
+        self.roots = [_Root(p) for p in dedupe_roots(roots)]
+        self.options = options
+        self.catalog = catalog
+        self.state = WatchState(catalog)
+        self.writer = writer if writer is not None else default_writer()
+        self.crop_finder = crop_finder if crop_finder is not None else default_crop_finder()
+        self.learner: Learner | None = default_learner() if learner == "default" else learner  # type: ignore[assignment]
+        self.on_result = on_result
+        self.own = OwnWrites()
+        self.router = EventRouter(self.own)
+        self.debouncer = Debouncer(options.quiet, options.max_delay)
+        self.batch_options = BatchOptions(
+            user=options.user, ratio=options.ratio, top_k=options.top_k, write=True, targets=options.targets,
+            mode=options.mode, force=False, scorer=options.scorer,
+        )  # fmt: skip
+        self.counters: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._lock = DaemonLock(catalog.path) if lock and str(catalog.path) != ":memory:" else None
+        self._scorer: Scorer | None = None
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._learn_pool: cf.ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._worker_catalogs: list[Catalog] = []
+        self._worker_lock = threading.Lock()
+        self._inflight: dict[cf.Future[_Output], _InFlight] = {}
+        self._busy: set[bytes] = set()
+        self._scans: deque[_Scan] = deque()
+        self._next_claim = 0.0
+        self._pending = 0
+        self._pending_checked = 0.0
+        self._next_supervise = 0.0
+        self._next_heartbeat = 0.0
+        self._finetune_at: float | None = None
+        self._last_finetune = -1e18
+        self._finetune_future: cf.Future[dict[str, Any] | None] | None = None
+        self._refresh_near: set[str] = set()
+        self._started = time.time()
+        self._errors_in_a_row = 0
+
+    # --- public API ---
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = scorers.load(self.options.scorer, catalog=self.catalog, user=self.options.user)
+        return self._scorer
+
+    def stop(self) -> None:
+        """Ask the daemon to stop (thread- and signal-safe); ``run`` finishes in-flight work and returns."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Watch until ``stop()``. ``ready`` is called once the observers are armed."""
+        self.start()
+        try:
+            if ready is not None:
+                ready()
+            while not self._stop.is_set():
+                self.tick()
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        if self._lock is not None:
+            self._lock.acquire(
+                {"pid": os.getpid(), "started": self._started, "roots": [os.fsdecode(r.path) for r in self.roots],
+                 "catalog": os.fsdecode(self.catalog.path), "user": self.options.user}
+            )  # fmt: skip
+        self._pool = cf.ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="pic-analyze")
+        self._learn_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="pic-finetune")
+        _ = self.scorer
+        for root in self.roots:
+            self._arm(root)
+            if self.options.scan and root.mode != "missing":
+                self._start_scan(root.path, resume=True)
+        self._save_roots()
+        self._pending = self.state.pending()
+        if self._pending:
+            log.info("resuming %d queued photos from the last run", self._pending)
+        self.state.log("info", f"watching {len(self.roots)} folder(s) as user {self.options.user!r}")
+
+    def tick(self, wait: float = 0.05) -> None:
+        """One round of the main loop (also used by tests to drive the daemon step by step)."""
+        steps: list[Callable[[], None]] = [self._pump_events, self._maybe_supervise, self._advance_scans,
+                                           self._dispatch, self._maybe_finetune, self._maybe_heartbeat]  # fmt: skip
+        for step in steps:
+            try:
+                step()
+                self._errors_in_a_row = 0
+            except Exception as exc:  # disk full, a locked catalog, a bug: report, back off, keep watching
+                self._errors_in_a_row += 1
+                self._problem("error", f"{step.__name__}: {type(exc).__name__}: {exc}", None, log_exc=True)
+                time.sleep(min(5.0, 0.1 * 2 ** min(self._errors_in_a_row, 6)))
+        try:
+            busy = bool(self._scans) and self._pending < self.options.scan_high_water
+            self._collect(0.0 if busy else wait)
+        except Exception as exc:
+            self._problem("error", f"collect: {type(exc).__name__}: {exc}", None, log_exc=True)
+            time.sleep(0.1)
+
+    def idle(self) -> bool:
+        """Nothing waiting, nothing running, no scan going on (tests and benchmarks wait for this)."""
+        return (
+            not self._inflight and not self._scans and len(self.debouncer) == 0 and self.state.pending() == 0
+            and self._finetune_at is None and self._finetune_future is None
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop observing, keep everything noticed in the queue, finish (or leave queued) in-flight work."""
+        for root in self.roots:
+            self._disarm(root)
+        try:
+            self._pump_events(everything=True)
+        except Exception as exc:
+            log.error("could not save pending events: %s", exc)
+        deadline = time.monotonic() + 30
+        while self._inflight and time.monotonic() < deadline:
+            try:
+                self._collect(0.2)
+            except Exception as exc:
+                log.error("could not finish in-flight work: %s", exc)
+                break
+        if self._finetune_future is not None:
+            with contextlib.suppress(Exception):
+                self._finetune_future.result(timeout=30)
+        for pool in (self._pool, self._learn_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        for cat in self._worker_catalogs:
+            with contextlib.suppress(Exception):
+                cat.close()
+        try:
+            self.state.set("counters", dict(self.counters))
+            self.state.set("daemon", {"pid": os.getpid(), "started": self._started, "stopped": time.time()})
+        except Exception:
+            pass
+        if self._lock is not None:
+            self._lock.release()
+
+    # --- observers ---
+
+    def _arm(self, root: _Root) -> None:
+        from watchdog.observers import Observer
+        from watchdog.observers.polling import PollingObserver
+
+        if not root.path.is_dir():
+            root.mode = "missing"
+            return
+        polling = self.options.poll
+        reason = "--poll" if polling else ""
+        fs = filesystem_type(root.path)
+        if not polling and fs in NETWORK_FS:
+            polling, reason = True, f"network filesystem ({fs})"
+        handler = _Handler(self, root.path)
+        if not polling:
+            obs = Observer()
+            try:
+                obs.schedule(handler, os.fspath(root.path), recursive=True)  # type: ignore[arg-type]
+                obs.start()
+                root.observer, root.mode, root.polling_reason = obs, "inotify", ""
+                return
+            except OSError as exc:
+                _stop_observer(obs)
+                polling = True
+                reason = f"inotify unavailable: {exc.strerror or exc}"
+                if exc.errno == errno.ENOSPC:
+                    reason += " (raise fs.inotify.max_user_watches)"
+                self._problem("warning", f"{reason}; polling every {self.options.poll_interval:g}s", root.path)
+        obs = PollingObserver(timeout=self.options.poll_interval)
+        try:
+            obs.schedule(handler, os.fspath(root.path), recursive=True)  # type: ignore[arg-type]
+            obs.start()
+        except OSError as exc:
+            _stop_observer(obs)
+            self._problem("error", f"cannot watch: {exc.strerror or exc}", root.path)
+            root.mode = "missing"
+            return
+        root.observer, root.mode, root.polling_reason = obs, "polling", reason
+
+    def _disarm(self, root: _Root) -> None:
+        if root.observer is not None:
+            _stop_observer(root.observer)
+            root.observer = None
+
+    def _on_event(self, root: Path, event: Any) -> None:
+        kind = event.event_type
+        if kind in ("opened", "closed_no_write"):
+            return
+        self.counters["events"] += 1
+        paths = [event.src_path]
+        if kind == "moved":
+            paths.append(event.dest_path)
+        for raw in paths:
+            path = Path(os.fsdecode(raw))
+            try:
+                rel = path.relative_to(root).parts
+            except ValueError:
+                continue
+            if _hidden_or_skipped(rel[:-1] if not event.is_directory else rel):
+                continue
+            if event.is_directory:
+                if kind in ("created", "moved") and raw is paths[-1] and path.is_dir():
+                    self.debouncer.poke(("dir", path))  # a folder moved in: its photos may bring no events
+                continue
+            for routed in self.router.route(path):
+                self.debouncer.poke(("photo", routed.photo), routed.kind)
+
+    def _maybe_supervise(self) -> None:
+        now = time.monotonic()
+        if now < self._next_supervise:
+            return
+        self._next_supervise = now + self.options.supervise_interval
+        changed = False
+        for root in self.roots:
+            exists = root.path.is_dir()
+            if root.observer is not None and (not exists or not root.alive()):
+                self._disarm(root)
+                if not exists:
+                    root.mode = "missing"
+                    self._problem("warning", "watched folder disappeared; waiting for it to come back", root.path)
+                else:
+                    self._problem("warning", "the folder's observer stopped; watching it again", root.path)
+                changed = True
+            if root.observer is None and exists:
+                was_missing = root.mode == "missing"
+                self._arm(root)
+                if root.observer is not None:
+                    if was_missing:
+                        self.state.log("info", "watched folder is back; rescanning", root.path)
+                    self._start_scan(root.path, resume=False)
+                    changed = True
+        if changed:
+            self._save_roots()
+
+    def _save_roots(self) -> None:
+        self.state.set("roots", [r.describe() for r in self.roots])
+
+    # --- events -> queue ---
+
+    def _pump_events(self, everything: bool = False) -> None:
+        items = self.debouncer.drain() if everything else self.debouncer.due(limit=5000)
+        rows = []
+        for key, value in items:
+            kind, path = key  # type: ignore[misc]
+            if kind == "dir":
+                if everything:
+                    continue  # the next start's scan finds them
+                self._scans.appendleft(_Scan(path, EVENT, False, self._walk(path)))
+                continue
+            rows.append((path, "sidecar" if value == "sidecar" else "event", EVENT))
+        if rows:
+            self.state.enqueue(rows)
+            self._pending += len(rows)
+            self._next_claim = 0.0
+
+    # --- scanning ---
+
+    def _walk(self, folder: Path) -> Iterator[Path]:
+        def unreadable(path: Path, exc: OSError) -> None:
+            self._problem("warning", f"cannot read folder: {exc.strerror or exc}", path)
+
+        return iter_images([folder], dedupe=False, on_error=unreadable)
+
+    def _start_scan(self, root: Path, resume: bool) -> None:
+        after = None
+        if resume:
+            saved = self.state.get(f"scan:{os.fsdecode(root)}") or {}
+            if not saved.get("complete") and saved.get("after"):
+                after = tuple((int(a), str(b)) for a, b in saved["after"])
+                log.info("resuming the scan of %s after %s", os.fsdecode(root), "/".join(b for _, b in after))
+        self._scans = deque(s for s in self._scans if not (s.persist and s.root == root))
+        self._scans.append(_Scan(root, SCAN, True, self._walk(root), after))
+
+    def _advance_scans(self) -> None:
+        if not self._scans:
+            return
+        now = time.monotonic()
+        if now - self._pending_checked > 0.5:
+            self._pending = self.state.pending()
+            self._pending_checked = now
+        if self._pending >= self.options.scan_high_water:
+            return  # back-pressure: let the workers catch up first
+        scan = self._scans[0]
+        rows: list[tuple[Path, str, int]] = []
+        deadline = time.perf_counter() + 0.03
+        finished = False
+        while True:
+            path = next(scan.it, None)
+            if path is None:
+                finished = True
+                break
+            scan.count += 1
+            if scan.after is not None:
+                try:
+                    if walk_key(path, scan.root) <= scan.after:
+                        continue
+                except ValueError:
+                    pass
+                scan.after = None
+            scan.last = path
+            if not self._scan_unchanged(path):
+                rows.append((path, "scan", scan.priority))
+            if time.perf_counter() > deadline or len(rows) >= 128:
+                break
+        with self.catalog.transaction():
+            self.state.enqueue(rows)
+            if scan.persist:
+                self._save_scan(scan, finished)
+        if rows:
+            self._pending += len(rows)
+            self._next_claim = 0.0
+        if finished:
+            self._scans.popleft()
+            if scan.persist:
+                log.info("scan of %s done: %d photos", os.fsdecode(scan.root), scan.count)
+
+    def _save_scan(self, scan: _Scan, finished: bool) -> None:
+        value: dict[str, Any] = {"complete": finished, "seen": scan.count, "started": scan.started}
+        if finished:
+            value["finished"] = time.time()
+        elif scan.last is not None:
+            value["after"] = [list(k) for k in walk_key(scan.last, scan.root)]
+        self.state.set(f"scan:{os.fsdecode(scan.root)}", value)
+
+    def _scan_unchanged(self, path: Path) -> bool:
+        """Stat-only: the photo and the sidecars pic last saw are as they were, and the model is the same."""
+        try:
+            sig = file_signature(path)
+        except OSError:
+            return False  # processing reports it
+        record = self.catalog.image(path)
+        if record is None or (record.file_size, record.mtime_ns) != sig:
+            return False
+        if record.error:
+            return True  # a bad file that has not changed: reported when it was found
+        prev = self.catalog.suggestion(record.id, self.options.user, self.options.ratio.name)
+        if not self._current(prev):
+            return False
+        assert prev is not None
+        return all(_stamp(Path(f)) == s for f, s in (prev["written"].get("files") or {}).items())
+
+    def _current(self, prev: dict[str, Any] | None) -> bool:
+        if prev is None or prev["model"] != self.scorer.version or prev["top_k"] != self.options.top_k:
+            return False
+        w = prev["written"] or {}
+        if "error" in w:
+            return False
+        targets = w.get("targets")
+        return not targets or (sorted(targets) == sorted(self.options.targets) and w.get("mode") == self.options.mode)
+
+    # --- queue -> work ---
+
+    def _dispatch(self) -> None:
+        capacity = max(1, self.options.jobs) * self.options.in_flight_per_job
+        deadline = time.perf_counter() + 0.05
+        while len(self._inflight) < capacity and time.time() >= self._next_claim and not self._stop.is_set():
+            items = self.state.claim(capacity - len(self._inflight), self._busy)
+            if not items:
+                nxt = self.state.next_ready()
+                self._next_claim = time.time() + (0.5 if nxt is None else min(0.5, max(0.0, nxt - time.time())))
+                if nxt is None:
+                    self._pending = 0
+                break
+            for item in items:
+                self._prepare(item)
+            if time.perf_counter() > deadline:
+                break
+
+    def _prepare(self, item: QueueItem) -> None:
+        """Learn from the photo's sidecars; submit the analysis when its suggestion is missing or stale."""
+        path = item.path
+        try:
+            sig = file_signature(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if item.reason != "refresh" and self.catalog.image(path) is not None:
+                self.catalog.forget_image(path)  # deleted or moved away; its user crops stay (keyed by content)
+            self._done(item, WatchResult(path, "removed", item.reason))
+            return
+        except OSError as exc:
+            self._problem("error", f"cannot read: {exc.strerror or exc}", path)
+            self._done(item, WatchResult(path, "error", item.reason, error=str(exc)))
+            return
+        if not is_image_path(path):
+            self._done(item, WatchResult(path, "unchanged", item.reason))
+            return
+        if self._editor_busy(path):
+            self.state.retry(path, "an editor is writing its sidecar", self.options.quiet, count=False)
+            self.counters["deferred"] += 1
+            return
+        record = self.catalog.image(path)
+        same_file = record is not None and (record.file_size, record.mtime_ns) == sig
+        if item.reason == "scan" and record is not None and same_file and record.error:
+            self._done(item, WatchResult(path, "unchanged", item.reason))
+            return
+        prev = self.catalog.suggestion(record.id, self.options.user, self.options.ratio.name) if record else None
+        key = record.content_key if record is not None and same_file else None
+        has_user_crop, learned, key = self._learn(path, record, sig, prev, key)
+        if same_file and record is not None and not record.error and self._current(prev):
+            assert prev is not None
+            self._note_sidecars(prev, path)
+            self._done(item, WatchResult(path, "learned" if learned else "unchanged", item.reason, learned=learned))
+            return
+        assert self._pool is not None
+        fut = self._pool.submit(self._analyze, _Job(path, sig, None), self.scorer, key)
+        self._inflight[fut] = _InFlight(item, write=not has_user_crop, learned=learned)
+        self._busy.add(item.key)
+
+    def _analyze(self, job: _Job, scorer: Scorer, key: str | None) -> _Output:
+        """Worker thread: decode + features (or the catalog's cached ones) + suggestion."""
+        catalog = getattr(self._local, "catalog", None)
+        if catalog is None and str(self.catalog.path) != ":memory:":
+            catalog = self._local.catalog = Catalog(self.catalog.path, readonly=True)
+            with self._worker_lock:
+                self._worker_catalogs.append(catalog)
+                if self.options.jobs > 1 and len(self._worker_catalogs) == 1:
+                    features.set_single_threaded()  # the threads share the cores: one torch thread each
+        return process_file(job, self.batch_options, scorer, catalog, key)
+
+    def _collect(self, timeout: float) -> None:
+        if not self._inflight:
+            if timeout > 0:
+                self._stop.wait(timeout)
+            return
+        done, _ = cf.wait(list(self._inflight), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        for fut in done:
+            info = self._inflight.pop(fut)
+            self._busy.discard(info.item.key)
+            try:
+                out = fut.result()
+            except Exception as exc:  # process_file catches per-file errors; this is a bug, reported per file
+                out = _Output(info.item.path, (0, 0), error=f"internal error: {type(exc).__name__}: {exc}")
+            self._complete(info, out)
+
+    def _complete(self, info: _InFlight, out: _Output) -> None:
+        item, path = info.item, info.item.path
+        if out.error is None and info.write and self._editor_busy(path):
+            if out.new_features is not None and out.content_key is not None:
+                self.catalog.put_features(out.content_key, features.FEATURE_VERSION, out.new_features)
+            self.state.retry(path, "an editor is writing its sidecar", self.options.quiet, count=False)
+            self.counters["deferred"] += 1
+            return
+        options = self.batch_options if info.write else dataclasses.replace(self.batch_options, write=False)
+        result = _finish(out, options, self.catalog, write=self._write)
+        if result.status != "error":
+            if not info.write:
+                self._note_skipped_write(path)
+            self.counters["suggested"] += 1
+            self._done(item, WatchResult(path, "done", item.reason, out.suggestion, learned=info.learned,
+                                         wrote=info.write))  # fmt: skip
+            return
+        if out.error is not None:  # the photo itself cannot be read: wait for it to change
+            self._problem("error", out.error, path)
+            self._done(item, WatchResult(path, "error", item.reason, error=out.error))
+            return
+        attempts = self.state.retry(path, result.error, self.options.retry_delay * 2 ** item.attempts)
+        if attempts >= self.options.max_attempts:
+            self._problem("error", f"giving up after {attempts} tries: {result.error}", path)
+            self._done(item, WatchResult(path, "error", item.reason, error=result.error))
+        else:
+            self.counters["retried"] += 1
+            self._problem("warning", f"will retry: {result.error}", path)
+            self._emit(WatchResult(path, "deferred", item.reason, error=result.error))
+
+    def _write(self, out: _Output, options: BatchOptions) -> dict[str, Any]:
+        """Write the suggestion's sidecars (main thread), remembering them as pic's own writes."""
+        assert out.suggestion is not None
+        report = self.writer(
+            out.path, out.suggestion, out.orientation, targets=options.targets, mode=options.mode, force=False
+        )
+        for f in report.files:
+            self.own.remember(Path(f))
+        written: dict[str, Any] = {t: r.status for t, r in report.results.items()}
+        files = {}
+        for r in report.results.values():
+            if r.path is not None and (stamp := _stamp(Path(r.path))) is not None:
+                files[os.fsdecode(r.path)] = stamp
+        written["files"] = files
+        if not report.ok:
+            raise SidecarError("; ".join(f"{t}: {m}" for t, m in report.errors.items()))
+        return written
+
+    def _note_sidecars(self, prev: dict[str, Any], photo: Path) -> None:
+        """Record the sidecar stamps seen now, so the next scan skips a photo whose sidecar the user edited."""
+        written = dict(prev["written"] or {})
+        files = dict(written.get("files") or {})
+        for p in sidecar_candidates(photo):
+            stamp = _stamp(p)
+            if stamp is not None:
+                files[os.fsdecode(p)] = stamp
+        if files != (written.get("files") or {}):
+            written["files"] = files
+            self.catalog.set_suggestion_written(prev["id"], written)
+
+    def _note_skipped_write(self, photo: Path) -> None:
+        record = self.catalog.image(photo)
+        prev = self.catalog.suggestion(record.id, self.options.user, self.options.ratio.name) if record else None
+        if prev is not None:
+            prev["written"] = {**(prev["written"] or {}), "skipped": "the user's own crop"}
+            self._note_sidecars(prev, photo)
+
+    def _editor_busy(self, photo: Path) -> bool:
+        """A sidecar of ``photo`` that someone else changed less than the quiet period ago: let it settle."""
+        now = time.time_ns()
+        for p in sidecar_candidates(photo):
+            stamp = _stamp(p)
+            if stamp is not None and now - stamp[1] < self.options.quiet * 1e9 and not self.own.is_ours(p):
+                return True
+        return False
+
+    def _done(self, item: QueueItem, result: WatchResult) -> None:
+        self.state.done(item.path)
+        self._pending = max(0, self._pending - 1)
+        self.counters[result.status] += 1
+        self._emit(result)
+
+    def _emit(self, result: WatchResult) -> None:
+        if self.on_result is not None:
+            try:
+                self.on_result(result)
+            except Exception:
+                log.exception("on_result callback failed")
+
+    # --- learning ---
+
+    def _learn(
+        self, path: Path, record: Any, sig: tuple[int, int], prev: dict[str, Any] | None, key: str | None
+    ) -> tuple[bool, int, str | None]:
+        """Record the crops the user made for ``path`` (sidecars); returns (has a user crop, new crops, key)."""
+        if self.crop_finder is None:
+            return False, 0, key
+        orientation = record.orientation if record is not None and record.orientation else None
+        if orientation is None:
+            if not any(p.exists() for p in _all_sidecars(path)):
+                return False, 0, key  # no sidecar at all: nothing to learn (the common case for a new photo)
+            from .orientation import read_exif_orientation
+
+            orientation = read_exif_orientation(path)
+        try:
+            found = self.crop_finder(path, orientation)
+        except Exception as exc:  # a sidecar we cannot read must not stop the photo
+            self._problem("warning", f"cannot read its sidecars: {exc}", path)
+            return False, 0, key
+        users: dict[str, Any] = {}
+        accepted: dict[str, Any] = {}
+        for f in found:
+            if f.source == "pic":
+                continue
+            if f.is_pic_suggestion:
+                # Suggest mode writes a disabled darktable entry: enabled now means the user turned it on.
+                if self.options.mode == "suggest" and f.source == "darktable":
+                    accepted.setdefault(f.source, f)
+                continue
+            users.setdefault(f.source, f)
+        if not users and not accepted:
+            return False, 0, key
+        user = self.options.user
+        if not user:
+            return True, 0, key
+        if key is None:
+            key = content_key(path, sig[0])
+        learned = 0
+        all_same = True
+        for source, f in {**accepted, **users}.items():
+            same = f.is_pic_suggestion or (prev is not None and iou(Box(*f.crop), Box(*prev["crop"])) >= SAME_CROP_IOU)
+            all_same = all_same and same
+            detail = _jsonable({**dict(f.detail or {}), "approximate": bool(f.approximate), "via": "pic watch"})
+            if self.catalog.add_user_crop(user, key, os.fsdecode(path), Box(*f.crop), source,
+                                          ACCEPTED_WEIGHT if same else 1.0, detail):  # fmt: skip
+                learned += 1
+                self.state.log("info", f"learned a crop from {source}{' (accepted suggestion)' if same else ''}", path)
+        if prev is not None:
+            self.catalog.set_suggestion_status(prev["id"], "accepted" if all_same else "adjusted")
+        if learned:
+            self.counters["crops_learned"] += learned
+            self._schedule_finetune(path.parent)
+        return True, learned, key
+
+    def _schedule_finetune(self, folder: Path) -> None:
+        now = time.monotonic()
+        self._finetune_at = max(now + self.options.finetune_delay, self._last_finetune + self.options.finetune_interval)
+        self._refresh_near.add(os.fsdecode(folder))
+
+    def _maybe_finetune(self) -> None:
+        fut = self._finetune_future
+        if fut is not None:
+            if not fut.done():
+                return
+            self._finetune_future = None
+            self._finetuned(fut)
+        if self._finetune_at is None or time.monotonic() < self._finetune_at:
+            return
+        self._finetune_at = None
+        user = self.options.user
+        if self.learner is None or not user:
+            self.state.set(f"finetune:{user}", {"time": time.time(), "skipped": "no trainable model installed"})
+            return
+        self._last_finetune = time.monotonic()
+        assert self._learn_pool is not None
+        log.info("fine-tuning %s's model", user)
+        self._finetune_future = self._learn_pool.submit(self.learner, self.catalog.path, user)
+
+    def _finetuned(self, fut: cf.Future[dict[str, Any] | None]) -> None:
+        user = self.options.user
+        t0 = time.time()
+        try:
+            info = fut.result() or {}
+        except Exception as exc:
+            self._problem("error", f"fine-tune failed: {type(exc).__name__}: {exc}", None, log_exc=True)
+            self.state.set(f"finetune:{user}", {"time": t0, "error": str(exc)})
+            return
+        self.counters["finetunes"] += 1
+        old = self.scorer.version
+        self._scorer = scorers.load(self.options.scorer, catalog=self.catalog, user=user)
+        self.state.set(f"finetune:{user}", {"time": t0, **_jsonable(info), "scorer": self._scorer.version})
+        self.state.log("info", f"fine-tuned {user}'s model: {self._scorer.version}")
+        if self._scorer.version != old:
+            n = self._enqueue_refresh()
+            log.info("model %s -> %s: refreshing %d suggestions", old, self._scorer.version, n)
+
+    def _enqueue_refresh(self) -> int:
+        """Queue every not-yet-edited photo under the roots for a new suggestion (cached features, no decode);
+        photos in the folders where the user just cropped go first."""
+        near, self._refresh_near = self._refresh_near, set()
+        total = 0
+        for root in self.roots:
+            prefix = os.fsdecode(root.path).rstrip(os.sep) + os.sep
+            last = 0
+            while True:
+                rows = self.catalog.db.execute(
+                    "SELECT i.id, i.path FROM images i WHERE i.id > ? AND i.error IS NULL"
+                    " AND substr(i.path, 1, ?) = ? AND NOT EXISTS (SELECT 1 FROM user_crops u"
+                    " WHERE u.user = ? AND u.content_key = i.content_key) ORDER BY i.id LIMIT 1000",
+                    [last, len(prefix), prefix, self.options.user or ""],
+                ).fetchall()
+                if not rows:
+                    break
+                last = rows[-1][0]
+                items = [(Path(p), "refresh", REFRESH_NEAR if os.path.dirname(p) in near else REFRESH) for _, p in rows]
+                total += self.state.enqueue(items)
+        self._pending += total
+        self._next_claim = 0.0
+        return total
+
+    # --- reporting ---
+
+    def _problem(self, level: str, message: str, path: Path | None, log_exc: bool = False) -> None:
+        self.counters[f"{level}s"] += 1
+        where = f"{os.fsdecode(path)}: " if path is not None else ""
+        if log_exc:
+            log.exception("%s%s", where, message)
+        else:
+            log.log(logging.ERROR if level == "error" else logging.WARNING, "%s%s", where, message)
+        # The catalog itself may be the problem (disk full): the log line above still went out.
+        with contextlib.suppress(Exception):
+            self.state.log(level, message, path)
+
+    def _maybe_heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.options.heartbeat
+        self.state.set("counters", dict(self.counters))
+        self.state.set("daemon", {"pid": os.getpid(), "started": self._started, "heartbeat": time.time(),
+                                  "roots": [r.describe() for r in self.roots]})  # fmt: skip
+
+
+def _all_sidecars(photo: Path) -> list[Path]:
+    out = sidecar_candidates(photo)
+    base, ext = os.path.splitext(photo.name)
+    out.append(photo.with_name(f"{base}_01{ext}.xmp"))  # a darktable duplicate's sidecar (cheap first check)
+    return out
+
+
+def _stop_observer(obs: Any) -> None:
+    try:
+        obs.stop()
+        if obs.is_alive():
+            obs.join(timeout=2)
+    except Exception:  # stopping an observer whose folder vanished can raise; it is gone either way
+        pass
+
+
+__all__ = [
+    "ACCEPTED_WEIGHT",
+    "Watcher",
+    "WatchOptions",
+    "WatchResult",
+    "dedupe_roots",
+    "default_crop_finder",
+    "default_learner",
+    "default_writer",
+    "filesystem_type",
+    "photos_for_sidecar",
+]
