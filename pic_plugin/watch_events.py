@@ -109,7 +109,7 @@ class EventRouter:
     """Maps one filesystem event path to the photos to look at; drops noise and pic's own writes."""
 
     def __init__(self, own: OwnWrites | None = None) -> None:
-        self.own = own or OwnWrites()
+        self.own = own if own is not None else OwnWrites()
         self.dropped_own = 0
 
     def route(self, path: str | os.PathLike[str]) -> list[Routed]:
@@ -188,7 +188,10 @@ class Debouncer:
 
 
 def _merge(old: object, new: object) -> object:
-    # A photo change outranks a sidecar change: it needs a new suggestion, not only a look at the crops.
+    # A photo change outranks a sidecar change: it needs a new suggestion, not only a look at the crops. Sidecar
+    # changes collect the sidecars involved, so the watcher can tell, once they settle, whether all were its own.
     if old == "photo" or new == "photo":
         return "photo"
+    if isinstance(old, frozenset) and isinstance(new, frozenset):
+        return old | new
     return new

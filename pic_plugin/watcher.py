@@ -85,6 +85,7 @@ class WatchOptions:
     supervise_interval: float = 2.0  # roots that vanished / came back, observers that died
     in_flight_per_job: int = 2
     scan_high_water: int = 256  # the scan only runs ahead while fewer paths wait (back-pressure)
+    scan_chunk: int = 128  # paths queued (and the scan position saved) per step
     heartbeat: float = 5.0
 
 
@@ -168,10 +169,11 @@ def dedupe_roots(roots: Iterable[Path]) -> list[Path]:
         if a not in absolute:
             absolute.append(a)
     real = {a: os.path.realpath(a) for a in absolute}
-    out = []
+    out: list[Path] = []
     for a in absolute:
-        inside = any(b != a and (real[a] + os.sep).startswith(real[b].rstrip(os.sep) + os.sep) for b in absolute)
-        if not inside:
+        same = any(real[b] == real[a] for b in out)  # the same folder under another name
+        inside = any(real[b] != real[a] and real[a].startswith(real[b].rstrip(os.sep) + os.sep) for b in absolute)
+        if not same and not inside:
             out.append(a)
     return out
 
@@ -479,7 +481,8 @@ class Watcher:
                     self.debouncer.poke(("dir", path))  # a folder moved in: its photos may bring no events
                 continue
             for routed in self.router.route(path):
-                self.debouncer.poke(("photo", routed.photo), routed.kind)
+                value = "photo" if routed.kind == "photo" else frozenset({routed.sidecar})
+                self.debouncer.poke(("photo", routed.photo), value)
 
     def _maybe_supervise(self) -> None:
         now = time.monotonic()
@@ -523,7 +526,13 @@ class Watcher:
                     continue  # the next start's scan finds them
                 self._scans.appendleft(_Scan(path, EVENT, False, self._walk(path)))
                 continue
-            rows.append((path, "sidecar" if value == "sidecar" else "event", EVENT))
+            if isinstance(value, frozenset):
+                if value and all(self.own.is_ours(p) for p in value):
+                    self.counters["own_writes_ignored"] += 1  # checked once settled: the write has been noted
+                    continue
+                rows.append((path, "sidecar", EVENT))
+            else:
+                rows.append((path, "event", EVENT))
         if rows:
             self.state.enqueue(rows)
             self._pending += len(rows)
@@ -576,7 +585,7 @@ class Watcher:
             scan.last = path
             if not self._scan_unchanged(path):
                 rows.append((path, "scan", scan.priority))
-            if time.perf_counter() > deadline or len(rows) >= 128:
+            if time.perf_counter() > deadline or len(rows) >= self.options.scan_chunk:
                 break
         with self.catalog.transaction():
             self.state.enqueue(rows)

@@ -1,0 +1,143 @@
+"""Simple real stand-ins for the sidecar writer/reader and the learner, for watcher tests and the benchmark.
+
+The watcher takes its writer, crop finder and learner as callables. These write a small JSON "sidecar" next to
+the photo (atomically, like the real writer), keep a user crop as the real writer does, and "learn" a user's mean
+crop as a model version the ``mean-crop`` scorer below reads from the catalog. They let the event, queue and
+fault tests run without the XMP layer or the neural model; the tests that need real darktable sidecars use
+``pic_plugin.sidecars``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pic_plugin import scorers
+from pic_plugin.catalog import Catalog
+from pic_plugin.geometry import Box
+
+
+@dataclass
+class Result:
+    target: str
+    status: str
+    path: Path | None = None
+    message: str = ""
+
+
+@dataclass
+class Report:
+    image: Path
+    results: dict[str, Result] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "error" for r in self.results.values())
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {t: r.message for t, r in self.results.items() if r.status == "error"}
+
+
+@dataclass(frozen=True)
+class Found:
+    crop: Box
+    source: str
+    detail: dict[str, Any]
+    approximate: bool
+    is_pic_suggestion: bool
+
+
+def sidecar(image: Path) -> Path:
+    return image.with_name(image.name + ".xmp")
+
+
+def read_sidecar(image: Path) -> dict[str, Any]:
+    try:
+        return json.loads(sidecar(image).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=".xmp.tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def json_writer(image: Path, suggestion: Any, orientation: int, *, targets: Any = ("pic",), mode: str = "suggest",
+                force: bool = False) -> Report:
+    path = sidecar(image)
+    report = Report(image)
+    data = read_sidecar(image)
+    if data.get("user") and not force:
+        report.results["pic"] = Result("pic", "kept-user-crop", path)
+        return report
+    data["pic"] = suggestion.crop.as_list()
+    data["model"] = suggestion.model
+    try:
+        write_json_atomic(path, data)
+    except OSError as exc:
+        report.results["pic"] = Result("pic", "error", path, f"{exc.strerror or exc}")
+        return report
+    report.results["pic"] = Result("pic", "written", path)
+    report.files.append(path)
+    return report
+
+
+def json_finder(image: Path, orientation: int) -> list[Found]:
+    data = read_sidecar(image)
+    out = []
+    if data.get("user"):
+        out.append(Found(Box(*data["user"]), "darktable", {"sidecar": os.fsdecode(sidecar(image))}, False, False))
+    if data.get("pic"):
+        out.append(Found(Box(*data["pic"]), "pic", {}, False, True))
+    return out
+
+
+def user_edit(image: Path, crop: Box) -> None:
+    """What an editor does: rewrite the sidecar with the user's crop (keeping what is there)."""
+    data = read_sidecar(image)
+    data["user"] = list(crop)
+    write_json_atomic(sidecar(image), data)
+
+
+def mean_crop_learner(catalog_path: Path, user: str) -> dict[str, Any]:
+    """Fine-tune stand-in: the weighted mean of the user's crops becomes a new model version."""
+    with Catalog(catalog_path) as catalog:
+        crops = catalog.user_crops(user)
+        w = np.array([c["weight"] for c in crops], dtype=np.float64)
+        boxes = np.array([list(c["crop"]) for c in crops], dtype=np.float64)
+        mean = (boxes * w[:, None]).sum(0) / w.sum()
+        version = catalog.save_model(user, json.dumps(mean.tolist()).encode(), {"k": len(crops)})
+    return {"version": version, "k": len(crops)}
+
+
+class MeanCropScorer:
+    """Scores candidates by closeness to the user's learned mean crop (the prior: the full frame)."""
+
+    name = "mean-crop"
+    temperature = 0.1
+
+    def __init__(self, catalog: Catalog | None = None, user: str | None = None) -> None:
+        model = catalog.active_model(user) if catalog is not None and user else None
+        self.target = np.array(json.loads(model[1]) if model else [0.0, 0.0, 1.0, 1.0], dtype=np.float32)
+        self.version = f"mean-crop-v{model[0] if model else 0}"
+
+    def score(self, analysis: Any, boxes: np.ndarray, user: Any = None) -> np.ndarray:
+        return -np.abs(np.asarray(boxes, dtype=np.float32) - self.target).sum(axis=1)
+
+
+@scorers.register("mean-crop")
+def _mean_crop(catalog: Catalog | None = None, user: str | None = None, **_: Any) -> MeanCropScorer:
+    return MeanCropScorer(catalog, user)
