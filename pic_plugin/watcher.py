@@ -276,6 +276,9 @@ class Watcher:
         self.options = options
         self.catalog = catalog
         self.state = WatchState(catalog)
+        # WAL + NORMAL: a crash (kill -9) never corrupts nor loses committed rows; only a power cut may roll back the
+        # last commits, and the queue then redoes that work. FULL would fsync every photo's commit.
+        catalog.db.execute("PRAGMA synchronous = NORMAL")
         self.writer = writer if writer is not None else default_writer()
         self.crop_finder = crop_finder if crop_finder is not None else default_crop_finder()
         self.learner: Learner | None = default_learner() if learner == "default" else learner  # type: ignore[assignment]
@@ -725,14 +728,15 @@ class Watcher:
             self.counters["deferred"] += 1
             return
         options = self.batch_options if info.write else dataclasses.replace(self.batch_options, write=False)
-        result = _finish(out, options, self.catalog, write=self._write)
-        if result.status != "error":
-            if not info.write:
-                self._note_skipped_write(path)
-            self.counters["suggested"] += 1
-            self._done(item, WatchResult(path, "done", item.reason, out.suggestion, learned=info.learned,
-                                         wrote=info.write))  # fmt: skip
-            return
+        with self.catalog.transaction():  # one commit per photo: catalog rows and the queue row go together
+            result = _finish(out, options, self.catalog, write=self._write)
+            if result.status != "error":
+                if not info.write:
+                    self._note_skipped_write(path)
+                self.counters["suggested"] += 1
+                self._done(item, WatchResult(path, "done", item.reason, out.suggestion, learned=info.learned,
+                                             wrote=info.write))  # fmt: skip
+                return
         if out.error is not None:  # the photo itself cannot be read: wait for it to change
             self._problem("error", out.error, path)
             self._done(item, WatchResult(path, "error", item.reason, error=out.error))
