@@ -734,6 +734,8 @@ class Watcher:
                 if not info.write:
                     self._note_skipped_write(path)
                 self.counters["suggested"] += 1
+                if out.cached:
+                    self.counters["from_cached_features"] += 1  # no decode, no CNN
                 self._done(item, WatchResult(path, "done", item.reason, out.suggestion, learned=info.learned,
                                              wrote=info.write))  # fmt: skip
                 return
@@ -788,11 +790,16 @@ class Watcher:
             self._note_sidecars(prev, photo)
 
     def _editor_busy(self, photo: Path) -> bool:
-        """A sidecar of ``photo`` that someone else changed less than the quiet period ago: let it settle."""
+        """``photo`` or one of its sidecars changed by someone else less than the quiet period ago (still being
+        copied, an editor still writing): let it settle first."""
         now = time.time_ns()
+        photo_stamp = _stamp(photo)
+        quiet = self.options.quiet * 1e9
+        if photo_stamp is not None and 0 <= now - photo_stamp[1] < quiet:  # (a future mtime: clock skew, not busy)
+            return True
         for p in sidecar_candidates(photo):
             stamp = _stamp(p)
-            if stamp is not None and now - stamp[1] < self.options.quiet * 1e9 and not self.own.is_ours(p):
+            if stamp is not None and 0 <= now - stamp[1] < quiet and not self.own.is_ours(p):
                 return True
         return False
 

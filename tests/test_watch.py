@@ -317,3 +317,13 @@ def test_scan_resumes_after_a_crash(tmp_path: Path, catalog_path: Path, monkeypa
     assert len(calls) == 12 and set(calls.values()) == {1}
     with Catalog(catalog_path, readonly=True) as cat:
         assert WatchState(cat).get(f"scan:{root}")["complete"]
+
+
+def test_network_filesystems_are_polled(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(watcher_mod, "filesystem_type", lambda path: "nfs4")
+    root = tmp_path / "nas"
+    root.mkdir()
+    with running_watcher([root], catalog_path, fast_options(scorer="mean-crop"), **STANDINS) as run:
+        assert run.watcher.roots[0].mode == "polling" and "nfs4" in run.watcher.roots[0].polling_reason
+        _photo(root, "a.jpg")
+        wait_for(lambda: "a.jpg" in run.done_names(), 30, what="a.jpg by polling")

@@ -1,0 +1,140 @@
+"""``pic watch`` with the real sidecar layer: XMP suggestions, and learning from darktable-style edits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import watch_standins as ws
+from PIL import Image
+from watch_helpers import fast_options, running_watcher, wait_for
+
+from conftest import jpeg_bytes, make_photo
+from pic_plugin.catalog import Catalog
+from pic_plugin.geometry import Box, iou
+
+try:
+    from pic_plugin.sidecars import darktable as dt
+    from pic_plugin.sidecars import find_crops
+    from pic_plugin.sidecars import xmp as xmp_mod
+
+    HAVE_SIDECARS = True
+except ImportError:  # pragma: no cover - until the sidecar layer is merged
+    HAVE_SIDECARS = False
+
+pytestmark = pytest.mark.skipif(not HAVE_SIDECARS, reason="pic_plugin.sidecars (write_suggestion/find_crops) not present")
+
+
+def darktable_edit(image: Path, crop: Box, orientation: int = 1) -> None:
+    """What darktable does when the user crops in darkroom: append an enabled ``crop`` history entry and rewrite
+    the sidecar (here with pic's own darktable writer, as a user entry: not pic's, forced over any other)."""
+    path = dt.sidecar_path(image)
+    data, stamp = xmp_mod.read_bytes(path)
+    doc = xmp_mod.parse_xmp(data) if data is not None else xmp_mod.XmpDocument.new()
+    with Image.open(image) as im:
+        size = im.size
+    dt.write_crop(doc, crop, orientation, mode="apply", force=True, own=None, size=size, image_name=image.name)
+    xmp_mod.write_sidecar_atomic(path, doc.to_bytes(), stamp)
+
+
+def _sidecar_suggestion(image: Path) -> Box | None:
+    pic = [c for c in find_crops(image, 1) if c.source == "pic"]
+    return pic[0].crop if pic else None
+
+
+def test_darktable_edit_is_learned_and_refreshes_the_folder(tmp_path: Path, catalog_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "trip").mkdir(parents=True)
+    names = [f"p{i}.jpg" for i in range(4)]
+    for i, name in enumerate(names):
+        (root / "trip" / name).write_bytes(jpeg_bytes(make_photo(360, 240, seed=i)))
+    user_crop = Box(0.05, 0.1, 0.55, 0.75)
+    opts = fast_options(scorer="mean-crop")
+    with running_watcher([root], catalog_path, opts, learner=ws.mean_crop_learner) as run:  # real sidecars
+        wait_for(lambda: len(run.done_names()) == 4, 60, what="the initial scan")
+        run.wait_idle()
+        for name in names:  # suggest-only: pic's record, and a darktable crop entry that is disabled
+            found = find_crops(root / "trip" / name, 1)
+            assert [c.source for c in found] == ["pic"] and found[0].detail["state"] == "suggested"
+        before = {n: _sidecar_suggestion(root / "trip" / n) for n in names[1:]}
+        darktable_edit(root / "trip" / "p0.jpg", user_crop)
+        edited = (root / "trip" / "p0.jpg.xmp").read_bytes()
+        wait_for(lambda: all(_model_of(root / "trip" / n) == "mean-crop-v1" for n in names[1:]), 30,
+                 what="refreshed suggestions")  # fmt: skip
+        run.wait_idle()
+        assert (root / "trip" / "p0.jpg.xmp").read_bytes() == edited  # the user's edit is never written to
+    with Catalog(catalog_path, readonly=True) as cat:
+        crops = cat.user_crops("me")
+        assert len(crops) == 1 and crops[0]["source"] == "darktable" and crops[0]["weight"] == 1.0
+        assert iou(Box(*crops[0]["crop"]), user_crop) > 0.98
+        rec = cat.image(root / "trip" / "p0.jpg")
+        assert rec is not None and cat.suggestion(rec.id, "me", "free")["status"] == "adjusted"
+    for n in names[1:]:
+        after = _sidecar_suggestion(root / "trip" / n)
+        assert after is not None and after != before[n] and iou(after, user_crop) > 0.8, (n, after)
+
+
+def test_turning_on_the_suggestion_counts_as_accepted(tmp_path: Path, catalog_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    image = root / "a.jpg"
+    image.write_bytes(jpeg_bytes(make_photo(360, 240, seed=1)))
+    opts = fast_options(scorer="mean-crop", finetune_interval=3600)
+    with running_watcher([root], catalog_path, opts, learner=ws.mean_crop_learner) as run:
+        wait_for(lambda: "a.jpg" in run.done_names(), 60, what="a.jpg")
+        run.wait_idle()
+        suggested = _sidecar_suggestion(image)
+        assert suggested is not None
+        darktable_edit(image, suggested)  # the user switches pic's (disabled) crop on, unchanged
+        wait_for(lambda: run.by_status("learned"), 20, what="the accepted crop")
+    with Catalog(catalog_path, readonly=True) as cat:
+        crops = cat.user_crops("me")
+        assert len(crops) == 1 and crops[0]["weight"] == pytest.approx(0.3)
+        rec = cat.image(image)
+        assert rec is not None and cat.suggestion(rec.id, "me", "free")["status"] == "accepted"
+
+
+def _model_of(image: Path) -> str | None:
+    pic = [c for c in find_crops(image, 1) if c.source == "pic"]
+    return pic[0].detail.get("model") if pic else None
+
+
+def test_sidecars_stay_valid_xmp_after_bursts(tmp_path: Path, catalog_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    with running_watcher([root], catalog_path, fast_options(scorer="mean-crop"), learner=None) as run:
+        for i in range(20):
+            (root / f"b{i}.jpg").write_bytes(jpeg_bytes(make_photo(200, 150, seed=i)))
+        wait_for(lambda: len(run.done_names()) == 20, 60, what="20 suggestions")
+        run.wait_idle()
+    for side in root.glob("*.xmp"):
+        xmp_mod.parse_xmp(side.read_bytes(), source=os.fsdecode(side))
+        assert dt.read_crop(xmp_mod.parse_xmp(side.read_bytes()), 1) is not None
+
+
+def test_pic_watch_command_runs_and_stops_on_ctrl_c(tmp_path: Path, catalog_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(jpeg_bytes(make_photo(seed=1)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pic_cli.main", "watch", str(root), "--catalog", str(catalog_path), "--user", "me",
+         "--json", "--jobs", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the scan's result for a.jpg, as a JSON line
+        assert '"status": "done"' in line and "a.jpg" in line, (line, proc.stderr.read() if proc.poll() else "")  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "pic watch: stopped" in err
+    assert [c.source for c in find_crops(root / "a.jpg", 1)] == ["pic"]
