@@ -403,7 +403,8 @@ def _write_element(el: Element, out: list[str]) -> None:
     out.append(">")
     for c in el.children:
         if isinstance(c, str):
-            out.append(_esc_text(c))
+            # value text: newlines as character references, like Exiv2; layout whitespace stays literal
+            out.append(_esc_text(c).replace("\n", "&#xA;") if c.strip() else _esc_text(c))
         elif isinstance(c, Element):
             _write_element(c, out)
         else:
