@@ -93,16 +93,14 @@ def _load(path: Path) -> tuple[XmpDocument, bytes | None, Any]:
 def _transact(path: Path, image: Path, edit, retries: int) -> tuple[Any, bool]:
     """Read ``path``, let ``edit(doc)`` change it, write it back atomically; retry on a concurrent change.
 
-    Returns (edit's result, whether the file was written)."""
+    ``edit`` returns (result, changed); nothing is written when it changed nothing. Returns (result, written)."""
     _check_target_path(image, path)
     attempt = 0
     while True:
         doc, data, stamp = _load(path)
-        result = edit(doc)
+        result, changed = edit(doc)
         out = doc.to_bytes()
-        if data is not None and out == data:
-            return result, False
-        if data is None and result is None:
+        if not changed or out == data:
             return result, False
         try:
             write_sidecar_atomic(path, out, stamp)
@@ -157,11 +155,11 @@ def write_suggestion(
                 if path == darktable.sidecar_path(image):
                     raise SidecarError(f"{os.fsdecode(path)}: image without extension, the Lightroom and darktable "
                                        "sidecar names coincide")
-                res, written = _transact(
-                    path, image,
-                    lambda doc: crs.write_crs(doc, suggestion.crop, orientation, size=size, force=force),  # type: ignore[arg-type]
-                    retries,
-                )
+                def edit_crs(doc: XmpDocument) -> tuple[crs.CrsWrite, bool]:
+                    res = crs.write_crs(doc, suggestion.crop, orientation, size=size, force=force)  # type: ignore[arg-type]
+                    return res, res.status == "written"
+
+                res, written = _transact(path, image, edit_crs, retries)
                 report.results["crs"] = TargetResult("crs", "written" if written else res.status, path,
                                                      "; ".join(res.notes))
                 if res.status == "kept-user-crop":
@@ -177,7 +175,7 @@ def write_suggestion(
         path = darktable.sidecar_path(image)
         outcome: dict[str, Any] = {}
 
-        def edit(doc: XmpDocument) -> DarktableWrite | None:
+        def edit(doc: XmpDocument) -> tuple[DarktableWrite | None, bool]:
             outcome.clear()
             previous = picns.read_record(doc)
             dt: DarktableWrite | None = None
@@ -199,10 +197,11 @@ def write_suggestion(
             elif previous is not None:
                 rec.darktable = previous.darktable
             rec.crs = crs_stored if crs_stored is not None else (previous.crs if previous else None)
-            if "pic" in wanted or (dt is not None and dt.status == "written"):
+            dt_written = dt is not None and dt.status == "written"
+            if "pic" in wanted or dt_written:
                 picns.write_record(doc, rec)
             outcome["dt"] = dt
-            return dt
+            return dt, "pic" in wanted or dt_written
 
         try:
             _, written = _transact(path, image, edit, retries)
