@@ -508,3 +508,24 @@ def test_written_crops_read_back_exactly(box: Box, orientation: int, flip, mode:
     c = read_crop(again, orientation, (w, h))
     assert c is not None and c.enabled == (mode == "apply") and c.num == written.num
     assert_box(c.crop, box, 2e-6)  # float32 edges (plus the pixel-exact nudge of a few ulps)
+
+
+def test_sidecar_names_and_duplicates(tmp_path: Path) -> None:
+    img = tmp_path / "IMG_0001.CR2"
+    assert dt.sidecar_path(img) == tmp_path / "IMG_0001.CR2.xmp"
+    assert dt.sidecar_path(img, 1) == tmp_path / "IMG_0001_01.CR2.xmp"
+    assert dt.sidecar_path(img, 123) == tmp_path / "IMG_0001_123.CR2.xmp"
+    for n in (0, 1, 12, 123):
+        dt.sidecar_path(img, n).write_text("x")
+    (tmp_path / "IMG_0001_5.CR2.xmp").write_text("x")  # one digit: not darktable's naming
+    (tmp_path / "IMG_0001_02.CR2").write_text("x")  # a real photo of that name owns its sidecar
+    (tmp_path / "IMG_0001_02.CR2.xmp").write_text("x")
+    assert [v for v, _ in dt.duplicate_sidecars(img)] == [0, 1, 12, 123]
+
+
+def test_an_empty_clipping_box_cannot_anchor_a_forced_crop() -> None:
+    clip = ClippingParams(0.0, 0.5, 0.5, 0.5, 0.9).encode().hex()
+    doc = dt_doc([("clipping", 1, 5, clip)])
+    assert write_crop(doc, Box(0.2, 0.2, 0.8, 0.8), 1).status == "kept-user-crop"
+    with pytest.raises(SidecarError, match="empty box"):
+        write_crop(doc, Box(0.2, 0.2, 0.8, 0.8), 1, force=True)

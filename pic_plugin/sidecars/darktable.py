@@ -365,7 +365,7 @@ def displayed_to_frame(box: Box, frame_o: int, exif_o: int) -> Box:
 
 def _frame_size(size: tuple[int, int] | None, frame_o: int, exif_o: int) -> tuple[float, float] | None:
     """Pixel size of darktable's crop frame from pic's displayed size."""
-    if size is None:
+    if size is None or size[0] <= 0 or size[1] <= 0:
         return None
     w, h = size
     stored = (h, w) if normalize_orientation(exif_o) >= 5 else (w, h)
@@ -438,6 +438,8 @@ def clipping_output_box(cp: ClippingParams, content: Box) -> Box:
     left, right = (1 - content.right, 1 - content.left) if mx else (content.left, content.right)
     top, bottom = (1 - content.bottom, 1 - content.top) if my else (content.top, content.bottom)
     bw, bh = box.right - box.left, box.bottom - box.top
+    if bw <= 0 or bh <= 0:
+        raise SidecarError("the clipping entry before the crop has an empty box; pic cannot place a crop after it")
     return Box((left - box.left) / bw, (top - box.top) / bh, (right - box.left) / bw, (bottom - box.top) / bh).clamped()
 
 
@@ -891,6 +893,7 @@ def duplicate_sidecars(image: Path) -> list[tuple[int, Path]]:
         return found
     for entry in sorted(names):
         m = pattern.match(entry)
-        if m and len(m.group(1)) >= 2:
+        # IMG_01.JPG.xmp may also be the sidecar of a real file IMG_01.JPG rather than a duplicate of IMG.JPG
+        if m and len(m.group(1)) >= 2 and not image.with_name(entry[: -len(".xmp")]).exists():
             found.append((int(m.group(1)), image.with_name(entry)))
     return sorted(found)

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import os
 import re
@@ -211,6 +210,36 @@ class Element:
             self.children.clear()
 
 
+def _clone_misc(node: Comment | PI) -> Comment | PI:
+    return Comment(node.text) if isinstance(node, Comment) else PI(node.target, node.data)
+
+
+def _clone(root: Element) -> Element:
+    """Copy a tree without recursion (deepcopy is slow and recursive on large documents)."""
+
+    def shallow(e: Element) -> Element:
+        c = Element(e.ns, e.local, e.prefix)
+        c.attrs = [Attr(a.ns, a.local, a.prefix, a.value) for a in e.attrs]
+        c.nsdecls = list(e.nsdecls)
+        return c
+
+    new_root = shallow(root)
+    stack = [(root, new_root)]
+    while stack:
+        src, dst = stack.pop()
+        for child in src.children:
+            if isinstance(child, Element):
+                c = shallow(child)
+                c.parent = dst
+                dst.children.append(c)
+                stack.append((child, c))
+            elif isinstance(child, str):
+                dst.children.append(child)
+            else:
+                dst.children.append(_clone_misc(child))
+    return new_root
+
+
 def clean_text(value: str) -> str:
     """``value`` with the characters XML 1.0 cannot represent (controls, lone surrogates) replaced by U+FFFD."""
     return _INVALID_XML_CHARS.sub("\ufffd", value)
@@ -224,10 +253,7 @@ def _indent_of(el: Element) -> str | None:
     i = next((k for k, c in enumerate(parent.children) if c is el), None)
     if i is None or i == 0:
         return None
-    prev = parent.children[i - 1]
-    if isinstance(prev, str) and "\n" in prev and not prev.strip():
-        return prev.rsplit("\n", 1)[1]
-    return None
+    return _indent_after(parent.children[i - 1])
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------
@@ -377,13 +403,13 @@ def _qname(prefix: str | None, local: str) -> str:
     return f"{prefix}:{local}" if prefix else local
 
 
-def _write_element(el: Element, out: list[str]) -> None:
+def _write_element(el: Element, out: list[str], ind: str | None) -> None:
+    """Serialize ``el``; ``ind`` is its indentation (None in one-line layouts), from the text before it."""
     name = _qname(el.prefix, el.local)
     about = [a for a in el.attrs if a.ns == NS_RDF and a.local == "about"]
     decls = [(f"xmlns:{p}" if p else "xmlns") + f'="{_esc_attr(u)}"' for p, u in el.nsdecls]
     attrs = [f'{_qname(a.prefix, a.local)}="{_esc_attr(a.value)}"' for a in el.attrs if a not in about]
     head = [f'{_qname(a.prefix, a.local)}="{_esc_attr(a.value)}"' for a in about]
-    ind = _indent_of(el)
     out.append("<" + name)
     items = head + decls + attrs
     if ind is None or (len(items) <= 2 and sum(map(len, items)) <= 100):
@@ -401,15 +427,23 @@ def _write_element(el: Element, out: list[str]) -> None:
         out.append("/>")
         return
     out.append(">")
+    prev: Element | str | Comment | PI | None = None
     for c in el.children:
         if isinstance(c, str):
             # value text: newlines as character references, like Exiv2; layout whitespace stays literal
             out.append(_esc_text(c).replace("\n", "&#xA;") if c.strip() else _esc_text(c))
         elif isinstance(c, Element):
-            _write_element(c, out)
+            _write_element(c, out, _indent_after(prev))
         else:
             out.append(_write_misc(c))
+        prev = c
     out.append(f"</{name}>")
+
+
+def _indent_after(prev: object) -> str | None:
+    if isinstance(prev, str) and "\n" in prev and not prev.strip():
+        return prev.rsplit("\n", 1)[1]
+    return None
 
 
 def _write_misc(node: Comment | PI) -> str:
@@ -451,7 +485,7 @@ class XmpDocument:
         """An empty sidecar in the layout darktable and Exiv2 write."""
         root = Element(NS_X, "xmpmeta", "x")
         root.nsdecls = [("x", NS_X)]
-        root.attrs = [Attr(NS_X, "xmptk", "x", "XMP Core 4.4.0-Exiv2")]
+        root.attrs = [Attr(NS_X, "xmptk", "x", "pic")]
         rdf = Element(NS_RDF, "RDF", "rdf")
         rdf.nsdecls = [("rdf", NS_RDF)]
         desc = Element(NS_RDF, "Description", "rdf")
@@ -462,7 +496,9 @@ class XmpDocument:
         return cls(root, [], [], True)
 
     def copy(self) -> XmpDocument:
-        return copy.deepcopy(self)
+        """A deep copy (an edit can be tried on it and dropped if it fails)."""
+        return XmpDocument(_clone(self.root), [_clone_misc(n) for n in self.prolog],
+                           [_clone_misc(n) for n in self.epilog], self.xml_decl)
 
     def to_bytes(self) -> bytes:
         out: list[str] = []
@@ -470,7 +506,7 @@ class XmpDocument:
             out.append('<?xml version="1.0" encoding="UTF-8"?>\n')
         for node in self.prolog:
             out.append(_write_misc(node) + "\n")
-        _write_element(self.root, out)
+        _write_element(self.root, out, "")
         out.append("\n")
         for node in self.epilog:
             out.append(_write_misc(node) + "\n")
