@@ -8,6 +8,7 @@ region from a mirrored or wrongly rotated one despite darktable's own tone proce
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,8 @@ def rendered(darktable_cli: str, shared_data: Path, tmp_path_factory: pytest.Tem
     cfg = root / "config"
     cfg.mkdir()
     proc = subprocess.run(
-        [darktable_cli, str(src), str(out / "$(FILE_NAME)"), "--out-ext", "jpg", "--core", "--configdir", str(cfg)],
+        [darktable_cli, str(src), str(out / "$(FILE_NAME)"), "--out-ext", "jpg",
+         "--core", "--configdir", str(cfg), "--cachedir", str(root / "cache")],
         capture_output=True, timeout=300, check=False,
     )
     result = {}
@@ -165,3 +167,74 @@ def test_darktable_renders_exactly_the_region(rendered: dict[str, tuple[Case, Pa
     assert right > 0.9, (name, right, wrongs)
     if case.expected_box != Box(0, 0, 1, 1):
         assert right > max(wrongs) + 0.2, (name, right, wrongs)
+
+
+GUI_SCRIPT = """
+local dt = require "darktable"
+local function log(s) local f = io.open([[%(log)s]], "a"); f:write(s .. "\\n"); f:close() end
+dt.control.dispatch(function()
+  for _ = 1, 120 do
+    if tostring(dt.gui.current_view()) == "darkroom" then break end
+    dt.control.sleep(500)
+  end
+  dt.control.sleep(5000) -- let the darkroom pipe finish before touching a module
+  log("enable " .. tostring(dt.gui.action("iop/crop", 0, "enable", "on", 1.0)))
+  dt.control.sleep(3000)
+  dt.gui.current_view(dt.gui.views.lighttable) -- leaving the darkroom writes the history and the sidecar
+  dt.control.sleep(3000)
+  log("done")
+end)
+"""
+
+
+def test_switching_on_a_suggestion_in_the_darktable_gui_applies_pics_rectangle(
+        darktable_cli: str, tmp_path: Path) -> None:
+    """DESIGN 2: the suggest-only (disabled) crop entry makes the crop module open on pic's rectangle.
+
+    darktable 4.2 runs with its GUI under Xvfb (REAL-EDITORS.md recipe); a Lua script opens the photo in the
+    darkroom, switches the crop module on (what a user does with its power button) and goes back to the lighttable,
+    which writes the sidecar. darktable keeps pic's namespace when it rewrites the file, and the crop it applies
+    is exactly pic's params; pic then sees it as the user's accepted crop (kept, and flagged as pic's suggestion).
+    """
+    import os
+    import signal
+    import time
+
+    from pic_plugin.sidecars import find_crops
+    from pic_plugin.sidecars.darktable import read_crop
+    from pic_plugin.sidecars.picns import read_record
+
+    xvfb = shutil.which("xvfb-run")
+    gui = shutil.which("darktable", path=os.path.dirname(darktable_cli)) or shutil.which("darktable")
+    if xvfb is None or gui is None:
+        from conftest import _missing
+
+        _missing("xvfb-run and darktable (GUI) are needed (apt-get install xvfb xauth darktable)")
+    img = tmp_path / "photo.jpg"
+    img.write_bytes(jpeg_bytes(make_photo(*STORED, seed=3, subject=SUBJECT), 1))
+    report = write_suggestion(img, _suggestion(A, 1), 1, mode="suggest")
+    ours = report.darktable_entry
+    assert ours is not None
+    cfg, log = tmp_path / "cfg", tmp_path / "lua.log"
+    cfg.mkdir()
+    (cfg / "luarc").write_text(GUI_SCRIPT % {"log": log})
+    proc = subprocess.Popen([xvfb, "-a", gui, "--configdir", str(cfg), "--cachedir", str(tmp_path / "cache"),
+                             "--library", ":memory:", str(img)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.exists() and "done" in log.read_text()):
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # dt.control.quit() does not end darktable 4.2 (REAL-EDITORS.md)
+        proc.wait(timeout=30)
+    assert log.exists() and "done" in log.read_text(), "darktable's GUI did not run the script"
+    doc = parse_xmp((tmp_path / "photo.jpg.xmp").read_bytes())
+    crop = read_crop(doc, 1)
+    assert crop is not None and crop.enabled and crop.params_text == ours[1]
+    assert doc.get(NS_DT, "auto_presets_applied") == "1"  # darktable rewrote the file (and renumbered) ...
+    rec = read_record(doc)
+    assert rec is not None and rec.crop == A  # ... and kept pic's namespace
+    found = [c for c in find_crops(img, 1) if c.source == "darktable"]
+    assert len(found) == 1 and found[0].is_pic_suggestion
+    assert write_suggestion(img, _suggestion(B, 1), 1, mode="suggest").status("darktable") == "kept-user-crop"

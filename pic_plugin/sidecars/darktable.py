@@ -58,10 +58,6 @@ _HEX_RE = re.compile(r"^(?:[0-9a-f]{2})*$")
 _HASH_KEYS = ("history_basic_hash", "history_auto_hash", "history_current_hash")
 # Geometry modules placed before crop in every built-in pipe order (1.6.3): they move or resize its frame.
 _GEOMETRY_BEFORE_CROP = ("lens", "ashift", "enlargecanvas", "rotatepixels", "scalepixels")
-_NON_RAW_EXTENSIONS = frozenset({
-    "jpg", "jpeg", "jpe", "png", "tif", "tiff", "webp", "heic", "heif", "avif", "jxl", "exr", "pfm", "hdr",
-    "j2k", "jp2", "gif", "bmp", "pnm", "ppm", "pgm", "qoi",
-})
 
 
 # --- params text encoding (1.4) --------------------------------------------------------------------------------
@@ -629,11 +625,6 @@ class DarktableWrite:
         return OwnEntry(self.num, self.params_text, self.enabled)
 
 
-def is_raw_name(name: str) -> bool:
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return ext not in _NON_RAW_EXTENSIONS
-
-
 def init_document(doc: XmpDocument, image_name: str | None) -> None:
     """Add darktable's minimal set (AutoLevels' template pattern, 2.2 "New sidecar") to a sidecar without it."""
     doc.set(NS_DT, "xmp_version", str(NEW_XMP_VERSION), "darktable")
@@ -641,8 +632,8 @@ def init_document(doc: XmpDocument, image_name: str | None) -> None:
     # 0: darktable prepends its defaults and auto-presets on the first darkroom load (our entry moves up)
     doc.set(NS_DT, "auto_presets_applied", "0", "darktable")
     doc.set(NS_DT, "history_end", "0", "darktable")
-    # v3.0 orders exist from darktable 3.0 to 5.x: 2 for raw files, 3 for JPEG/TIFF/PNG...
-    doc.set(NS_DT, "iop_order_version", "2" if image_name is None or is_raw_name(image_name) else "3", "darktable")
+    # v3.0 (2) exists from darktable 3.0 to 5.x; darktable 4.2 itself writes 2 for a JPEG it imports this way
+    doc.set(NS_DT, "iop_order_version", "2", "darktable")
     if image_name is not None and doc.get("http://ns.adobe.com/xap/1.0/mm/", "DerivedFrom") is None:
         doc.set("http://ns.adobe.com/xap/1.0/mm/", "DerivedFrom", image_name, "xmpMM")
     doc.ensure_array(NS_DT, "history", "Seq", "darktable")
