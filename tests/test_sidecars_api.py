@@ -222,3 +222,26 @@ def test_find_crops_reads_duplicates_crs_and_skips_baked_in_crops(shared_data: P
     # a user's Lightroom crop is kept by the crs writer
     report = write_suggestion(img, suggestion(img), 1, targets=("crs",))
     assert report.status("crs") == "kept-user-crop" and report.files == []
+
+
+def test_crop_after_a_users_mirror_is_found_as_pics(tmp_path: Path) -> None:
+    """A clipping used only as a mirror is not a crop: pic's crop goes after it, mapped through the mirror."""
+    from pic_plugin.sidecars.darktable import ClippingParams
+
+    img = photo(tmp_path)
+    mirror = ClippingParams(0.0, 0.0, 0.0, -1.0, 1.0).encode().hex()
+    (tmp_path / "IMG_0001.JPG.xmp").write_text(f"""<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="5"
+   darktable:auto_presets_applied="1" darktable:history_end="1">
+   <darktable:history><rdf:Seq>
+    <rdf:li darktable:num="0" darktable:operation="clipping" darktable:enabled="1" darktable:modversion="5"
+     darktable:params="{mirror}" darktable:multi_priority="0"/>
+   </rdf:Seq></darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>""")
+    assert write_suggestion(img, suggestion(img), 1).status("darktable") == "written"
+    found = [c for c in find_crops(img, 1) if c.source == "darktable"]
+    assert len(found) == 1 and found[0].is_pic_suggestion and found[0].detail["module"] == "crop+clipping"
+    assert all(abs(a - b) < 2e-6 for a, b in zip(found[0].crop, CROP, strict=True))

@@ -142,88 +142,100 @@ def write_suggestion(
         raise ValueError(f"mode must be 'apply' or 'suggest', not {mode!r}")
     orientation = normalize_orientation(orientation)
     report = WriteReport(image)
-    size = tuple(suggestion.size) if suggestion.size else None
     crs_stored: Box | None = None
 
     if "crs" in wanted:
-        path = crs.sidecar_path(image)
-        if mode == "suggest":
-            report.results["crs"] = TargetResult("crs", "skipped", path, "crs has no disabled crop: suggest-only "
-                                                 "does not write it")
-        else:
-            try:
-                if path == darktable.sidecar_path(image):
-                    raise SidecarError(f"{os.fsdecode(path)}: image without extension, the Lightroom and darktable "
-                                       "sidecar names coincide")
-                def edit_crs(doc: XmpDocument) -> tuple[crs.CrsWrite, bool]:
-                    res = crs.write_crs(doc, suggestion.crop, orientation, size=size, force=force)  # type: ignore[arg-type]
-                    return res, res.status == "written"
-
-                res, written = _transact(path, image, edit_crs, retries)
-                report.results["crs"] = TargetResult("crs", "written" if written else res.status, path,
-                                                     "; ".join(res.notes))
-                if res.status == "kept-user-crop":
-                    report.results["crs"].status = "kept-user-crop"
-                if written:
-                    report.files.append(path)
-                if res.status in ("written", "unchanged"):
-                    crs_stored = res.stored
-            except (SidecarError, OSError) as exc:
-                report.results["crs"] = TargetResult("crs", "error", path, _message(exc))
+        crs_stored = _write_crs(image, suggestion, orientation, mode, force, retries, report)
 
     if "pic" in wanted or "darktable" in wanted:
-        path = darktable.sidecar_path(image)
-        outcome: dict[str, Any] = {}
-
-        def edit(doc: XmpDocument) -> tuple[DarktableWrite | None, bool]:
-            outcome.clear()
-            previous = picns.read_record(doc)
-            dt: DarktableWrite | None = None
-            if "darktable" in wanted:
-                work = doc.copy()
-                try:
-                    dt = darktable.write_crop(
-                        work, suggestion.crop, orientation, mode=mode, force=force,
-                        own=previous.darktable if previous else None, size=size,  # type: ignore[arg-type]
-                        image_name=_image_name(image),
-                    )
-                    doc.root, doc.prolog, doc.epilog = work.root, work.prolog, work.epilog
-                except SidecarError as exc:
-                    outcome["darktable_error"] = _message(exc)
-            applied = (dt is not None and dt.status in ("written", "unchanged") and dt.enabled) or crs_stored is not None
-            rec = picns.PicRecord.from_suggestion(suggestion, orientation, "applied" if applied else "suggested")
-            if dt is not None and dt.status in ("written", "unchanged"):
-                rec.darktable = dt.own
-            elif previous is not None:
-                rec.darktable = previous.darktable
-            rec.crs = crs_stored if crs_stored is not None else (previous.crs if previous else None)
-            dt_written = dt is not None and dt.status == "written"
-            if "pic" in wanted or dt_written:
-                picns.write_record(doc, rec)
-            outcome["dt"] = dt
-            return dt, "pic" in wanted or dt_written
-
-        try:
-            _, written = _transact(path, image, edit, retries)
-            if written:
-                report.files.append(path)
-            if "pic" in wanted:
-                report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
-            if "darktable" in wanted:
-                dt = outcome.get("dt")
-                if dt is None:
-                    report.results["darktable"] = TargetResult("darktable", "error", path,
-                                                               outcome.get("darktable_error", "not written"))
-                else:
-                    report.results["darktable"] = TargetResult(
-                        "darktable", dt.status, path, "; ".join(dt.notes), dt.approximate)
-                    if dt.status in ("written", "unchanged") and dt.num is not None and dt.params_text is not None:
-                        report.darktable_entry = (dt.num, dt.params_text)
-        except (SidecarError, OSError) as exc:
-            for t in ("pic", "darktable"):
-                if t in wanted:
-                    report.results[t] = TargetResult(t, "error", path, _message(exc))
+        _write_editor_sidecar(image, suggestion, orientation, wanted, mode, force, retries, report, crs_stored)
     return report
+
+
+def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int, wanted: tuple[str, ...], mode: str,
+                          force: bool, retries: int, report: WriteReport, crs_stored: Box | None) -> None:
+    """The pic record and the darktable entry, both in IMG.ext.xmp, in one read-modify-write."""
+    size = tuple(suggestion.size) if suggestion.size else None
+    path = darktable.sidecar_path(image)
+    outcome: dict[str, Any] = {}
+
+    def edit(doc: XmpDocument) -> tuple[DarktableWrite | None, bool]:
+        outcome.clear()
+        previous = picns.read_record(doc)
+        dt: DarktableWrite | None = None
+        if "darktable" in wanted:
+            work = doc.copy()
+            try:
+                dt = darktable.write_crop(
+                    work, suggestion.crop, orientation, mode=mode, force=force,
+                    own=previous.darktable if previous else None, size=size,  # type: ignore[arg-type]
+                    image_name=_image_name(image),
+                )
+                doc.root, doc.prolog, doc.epilog = work.root, work.prolog, work.epilog
+            except SidecarError as exc:
+                outcome["darktable_error"] = _message(exc)
+        applied = (dt is not None and dt.status in ("written", "unchanged") and dt.enabled) or crs_stored is not None
+        rec = picns.PicRecord.from_suggestion(suggestion, orientation, "applied" if applied else "suggested")
+        if dt is not None and dt.status in ("written", "unchanged"):
+            rec.darktable = dt.own
+        elif previous is not None:
+            rec.darktable = previous.darktable
+        rec.crs = crs_stored if crs_stored is not None else (previous.crs if previous else None)
+        dt_written = dt is not None and dt.status == "written"
+        if "pic" in wanted or dt_written:
+            picns.write_record(doc, rec)
+        outcome["dt"] = dt
+        return dt, "pic" in wanted or dt_written
+
+    try:
+        _, written = _transact(path, image, edit, retries)
+        if written:
+            report.files.append(path)
+        if "pic" in wanted:
+            report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
+        if "darktable" in wanted:
+            dt = outcome.get("dt")
+            if dt is None:
+                report.results["darktable"] = TargetResult("darktable", "error", path,
+                                                           outcome.get("darktable_error", "not written"))
+            else:
+                report.results["darktable"] = TargetResult(
+                    "darktable", dt.status, path, "; ".join(dt.notes), dt.approximate)
+                if dt.status in ("written", "unchanged") and dt.num is not None and dt.params_text is not None:
+                    report.darktable_entry = (dt.num, dt.params_text)
+    except (SidecarError, OSError) as exc:
+        for t in ("pic", "darktable"):
+            if t in wanted:
+                report.results[t] = TargetResult(t, "error", path, _message(exc))
+
+
+def _write_crs(image: Path, suggestion: Suggestion, orientation: int, mode: str, force: bool, retries: int,
+               report: WriteReport) -> Box | None:
+    """The crs target (Lightroom's IMG.xmp); returns the stored-frame crop now in it, if it is pic's."""
+    path = crs.sidecar_path(image)
+    if mode == "suggest":
+        report.results["crs"] = TargetResult("crs", "skipped", path, "crs has no disabled crop: suggest-only "
+                                             "does not write it")
+        return None
+    size = tuple(suggestion.size) if suggestion.size else None
+
+    def edit(doc: XmpDocument) -> tuple[crs.CrsWrite, bool]:
+        res = crs.write_crs(doc, suggestion.crop, orientation, size=size, force=force)  # type: ignore[arg-type]
+        return res, res.status == "written"
+
+    try:
+        if path == darktable.sidecar_path(image):
+            raise SidecarError(f"{os.fsdecode(path)}: image without extension, the Lightroom and darktable "
+                               "sidecar names coincide")
+        res, written = _transact(path, image, edit, retries)
+    except (SidecarError, OSError) as exc:
+        report.results["crs"] = TargetResult("crs", "error", path, _message(exc))
+        return None
+    status: Status = "unchanged" if res.status == "written" and not written else res.status
+    report.results["crs"] = TargetResult("crs", status, path, "; ".join(res.notes))
+    if written:
+        report.files.append(path)
+    return res.stored if res.status in ("written", "unchanged") else None
 
 
 def _message(exc: BaseException) -> str:
@@ -289,7 +301,7 @@ def find_crops(image: Path, orientation: int) -> list[FoundCrop]:
             c = None
         if c is not None and c.enabled and not c.is_full_frame:
             own = rec.darktable if rec is not None else None
-            mine = own is not None and c.module == "crop" and _same_params(own.params_text, c.params)
+            mine = own is not None and c.module != "clipping" and _same_params(own.params_text, c.params)
             detail = {**c.detail(), "sidecar": os.fsdecode(path), "duplicate": dup}
             found.append(FoundCrop(c.crop, "darktable", detail, c.approximate, mine))
         if path != crs_path:
