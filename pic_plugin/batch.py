@@ -357,16 +357,17 @@ def _finish(out: _Output, options: BatchOptions, catalog: Catalog, write: Sideca
     )
 
 
-def _write_sidecars(out: _Output, options: BatchOptions) -> dict[str, Any]:
+def _write_sidecars(out: _Output, options: BatchOptions, writer: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Write the suggestion to the requested sidecars; what was done, per target, for the catalog and output.
 
     ``files`` records each sidecar's (size, mtime) after writing, so that a re-run notices when the user (or
     their editor) changed one since. Raises PicError when a target failed (the file counts as failed).
+    ``writer``: ``sidecars.write_suggestion`` (default) or a stand-in with its signature (the watcher's tests).
     """
     from .sidecars import write_suggestion
 
     assert out.suggestion is not None
-    report = write_suggestion(
+    report = (writer or write_suggestion)(
         out.path, out.suggestion, out.orientation, targets=options.targets, mode=options.mode, force=options.force
     )
     info: dict[str, Any] = {t: r.status for t, r in report.results.items()}

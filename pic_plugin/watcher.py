@@ -36,10 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from . import features, scorers
-from .batch import BatchOptions, _finish, _Job, _Output, process_file
+from .batch import BatchOptions, _finish, _Job, _Output, _write_sidecars, process_file
 from .catalog import Catalog
 from .decode import is_image_path
-from .errors import SidecarError
 from .geometry import FREE, Box, Ratio, iou
 from .scan import SKIP_DIRS, content_key, file_signature, iter_images, walk_key
 from .suggest import Scorer, Suggestion
@@ -753,21 +752,10 @@ class Watcher:
             self._emit(WatchResult(path, "deferred", item.reason, error=result.error))
 
     def _write(self, out: _Output, options: BatchOptions) -> dict[str, Any]:
-        """Write the suggestion's sidecars (main thread), remembering them as pic's own writes."""
-        assert out.suggestion is not None
-        report = self.writer(
-            out.path, out.suggestion, out.orientation, targets=options.targets, mode=options.mode, force=False
-        )
-        for f in report.files:
+        """Write the suggestion's sidecars (main thread, batch's writer path), remembering them as pic's own."""
+        written = _write_sidecars(out, options, writer=self.writer)
+        for f in written.get("files", {}):
             self.own.remember(Path(f))
-        written: dict[str, Any] = {t: r.status for t, r in report.results.items()}
-        files = {}
-        for r in report.results.values():
-            if r.path is not None and (stamp := _stamp(Path(r.path))) is not None:
-                files[os.fsdecode(r.path)] = stamp
-        written["files"] = files
-        if not report.ok:
-            raise SidecarError("; ".join(f"{t}: {m}" for t, m in report.errors.items()))
         return written
 
     def _note_sidecars(self, prev: dict[str, Any], photo: Path) -> None:

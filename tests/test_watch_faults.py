@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 import watch_standins as ws
 from click.testing import CliRunner
-from watch_helpers import fast_options, running_watcher, wait_for
+from watch_helpers import darktable_edit, fast_options, running_watcher, wait_for
 
 from conftest import jpeg_bytes, make_photo
 from pic_cli.main import cli
 from pic_plugin.catalog import Catalog
 from pic_plugin.geometry import Box
+from pic_plugin.sidecars import darktable as dt
+from pic_plugin.sidecars import find_crops
+from pic_plugin.sidecars.xmp import parse_xmp
 from pic_plugin.watch_state import WatchState
-
-CHILD = Path(__file__).parent / "watch_child.py"
 
 
 def _suggested(catalog_path: Path) -> int:
@@ -33,68 +34,72 @@ def _suggested(catalog_path: Path) -> int:
         return 0
 
 
-def _start(root: Path, catalog_path: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(root), str(catalog_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "ready", (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
-    return proc
+def _start(root: Path, catalog_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    """The real daemon: ``pic watch`` (real sidecars, default scorer) in a child process."""
+    with open(log, "ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pic_cli.main", "watch", str(root), "--catalog", str(catalog_path), "--user", "me",
+             "--jobs", "2"],
+            stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+
+def _check_sidecars(root: Path, user_sidecars: dict[Path, bytes]) -> None:
+    for side in root.glob("*.xmp"):
+        doc = parse_xmp(side.read_bytes(), source=os.fsdecode(side))  # whole and valid, never half-written
+        assert dt.read_history(doc) is not None
+    for photo, data in user_sidecars.items():
+        assert dt.sidecar_path(photo).read_bytes() == data  # the user's crop: untouched
+        assert [c.source for c in find_crops(photo, 1) if not c.is_pic_suggestion] == ["darktable"]
 
 
 @pytest.mark.slow
 def test_kill_9_mid_processing_then_restart(tmp_path: Path, catalog_path: Path) -> None:
     root = tmp_path / "photos"
     root.mkdir()
-    n = 48
+    log = tmp_path / "daemon.log"
+    n = 40
     for i in range(n):
         (root / f"IMG_{i:03d}.jpg").write_bytes(jpeg_bytes(make_photo(480, 320, seed=i)))
     user_sidecars = {}
-    for i in range(0, n, 12):  # photos the user already cropped in their editor
+    for i in range(0, n, 10):  # photos the user already cropped in darktable
         photo = root / f"IMG_{i:03d}.jpg"
-        ws.user_edit(photo, Box(0.1, 0.1, 0.6, 0.7))
-        user_sidecars[photo] = ws.sidecar(photo).read_bytes()
+        darktable_edit(photo, Box(0.1, 0.1, 0.6, 0.7))
+        user_sidecars[photo] = dt.sidecar_path(photo).read_bytes()
 
     killed_at = []
-    for target in (6, 18, 30):  # three crashes at different points
-        proc = _start(root, catalog_path)
+    for target in (5, 15, 25):  # three crashes at different points
+        proc = _start(root, catalog_path, log)
         try:
             wait_for(lambda t=target: _suggested(catalog_path) >= t, 120, step=0.01, what=f"{target} suggestions")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
         killed_at.append(_suggested(catalog_path))
-        # After each crash: every sidecar parses, the user's crops are untouched, the catalog is sound.
-        for side in root.glob("*.xmp"):
-            json.loads(side.read_text())
-        for photo, data in user_sidecars.items():
-            assert ws.sidecar(photo).read_bytes() == data
+        _check_sidecars(root, user_sidecars)
         with Catalog(catalog_path, readonly=True) as cat:
             assert cat.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert killed_at[-1] < n  # the crashes really happened mid-work
+            assert len(cat.user_crops("me")) <= len(user_sidecars)
+    assert killed_at[-1] < n, killed_at  # the crashes really happened mid-work
 
-    # Add a photo while the daemon is down: the restart's scan finds it.
-    (root / "late.jpg").write_bytes(jpeg_bytes(make_photo(480, 320, seed=99)))
-    proc = _start(root, catalog_path)
+    (root / "late.jpg").write_bytes(jpeg_bytes(make_photo(480, 320, seed=99)))  # added while it was down
+    proc = _start(root, catalog_path, log)
     try:
         wait_for(lambda: _suggested(catalog_path) >= n + 1, 120, step=0.05, what="all suggestions")
         wait_for(lambda: _pending(catalog_path) == 0, 30, what="an empty queue")
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0  # a clean stop
+        assert proc.wait(60) == 0, log.read_text()  # a clean stop
+    _check_sidecars(root, user_sidecars)
     with Catalog(catalog_path, readonly=True) as cat:
-        for i in range(n):
-            photo = root / f"IMG_{i:03d}.jpg"
+        for photo in [*(root / f"IMG_{i:03d}.jpg" for i in range(n)), root / "late.jpg"]:
             rec = cat.image(photo)
-            assert rec is not None and rec.error is None
+            assert rec is not None and rec.error is None, photo
             assert cat.suggestion(rec.id, "me", "free") is not None
-            data = ws.read_sidecar(photo)
-            if photo in user_sidecars:
-                assert ws.sidecar(photo).read_bytes() == user_sidecars[photo]
-            else:
-                assert data["model"].startswith("mean-crop")
-        assert len(cat.user_crops("me")) == len(user_sidecars)
+            if photo not in user_sidecars:
+                found = find_crops(photo, 1)
+                assert [c.source for c in found] == ["pic"] and found[0].detail["state"] == "suggested"
+        assert len(cat.user_crops("me")) == len(user_sidecars)  # every user crop learned, once
         assert WatchState(cat).pending() == 0
     # (A write cut by kill -9 can leave its hidden ``.pic-*.xmp.tmp``; the sidecar itself is always whole.)
 

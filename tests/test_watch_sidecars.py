@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import watch_standins as ws
-from PIL import Image
-from watch_helpers import fast_options, running_watcher, wait_for
+from watch_helpers import darktable_edit, fast_options, running_watcher, wait_for
 
 from conftest import jpeg_bytes, make_photo
 from pic_plugin.catalog import Catalog
@@ -24,18 +23,6 @@ except ImportError:  # pragma: no cover - until the sidecar layer is merged
     HAVE_SIDECARS = False
 
 pytestmark = pytest.mark.skipif(not HAVE_SIDECARS, reason="pic_plugin.sidecars (write_suggestion/find_crops) not present")
-
-
-def darktable_edit(image: Path, crop: Box, orientation: int = 1) -> None:
-    """What darktable does when the user crops in darkroom: append an enabled ``crop`` history entry and rewrite
-    the sidecar (here with pic's own darktable writer, as a user entry: not pic's, forced over any other)."""
-    path = dt.sidecar_path(image)
-    data, stamp = xmp_mod.read_bytes(path)
-    doc = xmp_mod.parse_xmp(data) if data is not None else xmp_mod.XmpDocument.new()
-    with Image.open(image) as im:
-        size = im.size
-    dt.write_crop(doc, crop, orientation, mode="apply", force=True, own=None, size=size, image_name=image.name)
-    xmp_mod.write_sidecar_atomic(path, doc.to_bytes(), stamp)
 
 
 def _sidecar_suggestion(image: Path) -> Box | None:
@@ -80,12 +67,12 @@ def test_turning_on_the_suggestion_counts_as_accepted(tmp_path: Path, catalog_pa
     root.mkdir()
     image = root / "a.jpg"
     image.write_bytes(jpeg_bytes(make_photo(360, 240, seed=1)))
-    opts = fast_options(scorer="mean-crop", finetune_interval=3600)
+    opts = fast_options(finetune_interval=3600)  # the composition scorer: a real crop, not the full frame
     with running_watcher([root], catalog_path, opts, learner=ws.mean_crop_learner) as run:
         wait_for(lambda: "a.jpg" in run.done_names(), 60, what="a.jpg")
         run.wait_idle()
         suggested = _sidecar_suggestion(image)
-        assert suggested is not None
+        assert suggested is not None and suggested != Box(0, 0, 1, 1)
         darktable_edit(image, suggested)  # the user switches pic's (disabled) crop on, unchanged
         wait_for(lambda: run.by_status("learned"), 20, what="the accepted crop")
     with Catalog(catalog_path, readonly=True) as cat:

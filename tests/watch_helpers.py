@@ -9,7 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from pic_plugin.catalog import Catalog
+from pic_plugin.geometry import Box
 from pic_plugin.watcher import Watcher, WatchOptions, WatchResult
 
 
@@ -90,3 +93,18 @@ def running_watcher(roots: list[Path], catalog_path: Path, options: WatchOptions
         assert not thread.is_alive(), "watcher did not stop"
         if errors:
             raise errors[0]
+
+
+def darktable_edit(image: Path, crop: Box, orientation: int = 1) -> None:
+    """What darktable does when the user crops in darkroom: append an enabled ``crop`` history entry and rewrite
+    the sidecar (here with pic's own darktable writer, as a user entry: not pic's, forced over any other)."""
+    from pic_plugin.sidecars import darktable as dt
+    from pic_plugin.sidecars import xmp
+
+    path = dt.sidecar_path(image)
+    data, stamp = xmp.read_bytes(path)
+    doc = xmp.parse_xmp(data) if data is not None else xmp.XmpDocument.new()
+    with Image.open(image) as im:
+        size = im.size
+    dt.write_crop(doc, crop, orientation, mode="apply", force=True, own=None, size=size, image_name=image.name)
+    xmp.write_sidecar_atomic(path, doc.to_bytes(), stamp)

@@ -36,6 +36,7 @@ class Report:
     image: Path
     results: dict[str, Result] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    darktable_entry: tuple[int, str] | None = None
 
     @property
     def ok(self) -> bool:
