@@ -126,17 +126,23 @@ def default_crop_finder() -> CropFinder:
 
 
 def default_learner() -> Learner | None:
-    """The per-user fine-tune of the learned model, or None while no trainable model is installed."""
+    """The per-user fine-tune of the learned model (``personalize.learn``: all the user's crops in the catalog ->
+    a new active model version), or None while no trainable model is installed."""
     try:
-        from .training import finetune_user  # type: ignore[attr-defined]
+        from . import personalize  # type: ignore[attr-defined]
     except ImportError:
         return None
+    learn = getattr(personalize, "learn", None)
+    if learn is None:
+        return None
 
-    def learn(catalog_path: Path, user: str) -> dict[str, Any] | None:
-        with Catalog(catalog_path) as catalog:
-            return finetune_user(catalog, user)  # type: ignore[no-any-return]
+    def run(catalog_path: Path, user: str) -> dict[str, Any] | None:
+        with Catalog(catalog_path) as catalog:  # its own connection: this runs in the fine-tune thread
+            result = learn(catalog, user)
+        return {"version": result.version, "k": result.k, "seconds": round(float(result.seconds), 3),
+                "errors": list(result.errors)[:5]}  # fmt: skip
 
-    return learn
+    return run
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------

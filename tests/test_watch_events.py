@@ -165,3 +165,37 @@ def test_roots_are_deduplicated(tmp_path: Path) -> None:
     assert tmp_path / "a" in roots and tmp_path / "c" in roots and tmp_path / "a" / "b" not in roots
     assert tmp_path / "link" not in roots
     assert filesystem_type(tmp_path) is not None
+
+
+def test_default_learner_calls_the_models_per_user_fine_tune(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    from pic_plugin.watcher import default_learner
+
+    @dataclass
+    class LearnResult:  # the shape of personalize.LearnResult
+        user: str
+        added: int
+        k: int
+        version: int | None
+        seconds: float
+        errors: list[str]
+
+    calls = []
+
+    def learn(catalog: Catalog, user: str) -> LearnResult:
+        calls.append((catalog.path, user))
+        return LearnResult(user, 0, 7, 3, 1.23456, [])
+
+    module = types.ModuleType("pic_plugin.personalize")
+    module.learn = learn  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pic_plugin.personalize", module)
+    import pic_plugin
+
+    monkeypatch.setattr(pic_plugin, "personalize", module, raising=False)
+    learner = default_learner()
+    assert learner is not None
+    assert learner(tmp_path / "c.db", "me") == {"version": 3, "k": 7, "seconds": 1.235, "errors": []}
+    assert calls == [(tmp_path / "c.db", "me")]
