@@ -134,15 +134,18 @@ def test_queue_priorities_retry_and_done(tmp_path: Path) -> None:
         assert st.pending() == 0
 
 
-def test_state_and_log(tmp_path: Path) -> None:
+def test_state_and_log(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pic_plugin.watch_state as watch_state
+
+    monkeypatch.setattr(watch_state, "LOG_KEEP", 50)
     with Catalog(tmp_path / "c.db") as cat:
         st = WatchState(cat)
         st.set("scan:/x", {"after": [[1, "a"], [0, "b.jpg"]]})
         assert st.get("scan:/x") == {"after": [[1, "a"], [0, "b.jpg"]]} and st.get("nope", 3) == 3
-        for i in range(1205):
+        for i in range(205):
             st.log("warning", f"w{i}", tmp_path / "p\udce9.jpg")
         n = cat.db.execute("SELECT COUNT(*) FROM watch_log").fetchone()[0]
-        assert n <= 1100
+        assert n <= 150
 
 
 def test_one_daemon_per_catalog(tmp_path: Path) -> None:
