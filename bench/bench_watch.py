@@ -33,6 +33,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import pic_plugin.watcher as watcher_mod  # noqa: E402
+from pic_plugin import scorers  # noqa: E402
 from pic_plugin.batch import _Output  # noqa: E402
 from pic_plugin.catalog import Catalog  # noqa: E402
 from pic_plugin.geometry import Box  # noqa: E402
@@ -88,6 +89,31 @@ def stub_process_file(job, options, scorer, catalog, key=None):  # type: ignore[
     return out
 
 
+class _VersionedComposition:
+    """The composition scorer, versioned by the user's model version (so a stand-in fine-tune changes it)."""
+
+    name = "bench-composition"
+
+    def __init__(self, catalog: Catalog | None = None, user: str | None = None, **_: object) -> None:
+        from pic_plugin.composition import CompositionScorer
+
+        self.inner = CompositionScorer()
+        self.temperature = self.inner.temperature
+        active = catalog.active_model(user) if catalog is not None and user else None
+        self.version = f"{self.inner.version}+bench-v{active[0] if active else 0}"
+
+    def score(self, analysis, boxes, user=None):  # type: ignore[no-untyped-def]
+        return self.inner.score(analysis, boxes, user)
+
+
+scorers.register("bench-composition")(_VersionedComposition)  # type: ignore[arg-type]
+
+
+def version_bump_learner(catalog_path: Path, user: str) -> dict:
+    with Catalog(catalog_path) as catalog:
+        return {"version": catalog.save_model(user, b"{}", {"k": len(catalog.user_crops(user))}), "stand_in": True}
+
+
 class Sampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -133,7 +159,7 @@ def main() -> None:
     kwargs, sidecars = sidecar_modules()
     if args.no_analysis:
         watcher_mod.process_file = stub_process_file  # type: ignore[assignment]
-    options = WatchOptions(user="bench", jobs=args.jobs, quiet=0.5)
+    options = WatchOptions(user="bench", jobs=args.jobs, quiet=0.5, scorer="bench-composition")
     template = jpeg_template()
     print(f"pic watch benchmark: {args.files} files, jobs={args.jobs}, "
           f"{'no analysis (event path only)' if args.no_analysis else 'full analysis'}, sidecars: {sidecars}")  # fmt: skip
@@ -205,24 +231,47 @@ def main() -> None:
     print(f"restart over the unchanged library ({args.files + 1} photos): scan done in {scan['seconds']:.2f}s, "
           f"{len(done_at)} photos redone, counters {dict(w2.counters)}")  # fmt: skip
 
-    # Re-suggest everything from the cached features, as after a fine-tune (here: another --top, which makes every
-    # stored suggestion stale): DESIGN section 7 wants a user's new crop in the folder's suggestions within 30 s
-    # per 1,000 photos.
-    done_at.clear()
-    refresh: dict[str, float] = {}
+    # A user's crop reaches the folder's suggestions (DESIGN section 7: within 30 s per 1,000 photos): the user
+    # crops one photo in darktable -> recorded -> fine-tune -> every other suggestion refreshed from cached
+    # features. The fine-tune here is a stand-in that only stores a new model version (the real one takes < 10 s
+    # for k = 50, DESIGN section 7), so this times what the watcher adds: detection, refresh, rewrite.
+    if not kwargs:
+        from watch_helpers import darktable_edit
 
-    def resuggest(w3: Watcher, t0: float) -> None:
-        while len(done_at) < args.files + 1:
-            time.sleep(0.05)
-        refresh["seconds"] = time.monotonic() - t0
-        while not w3.idle():
-            time.sleep(0.05)
+        done_at.clear()
+        refresh: dict[str, float] = {}
+        refreshed = {"n": 0}
 
-    options3 = WatchOptions(user="bench", jobs=args.jobs, quiet=0.5, top_k=options.top_k - 1)
-    w3, _ = run_daemon(root, catalog_path, options3, kwargs, on_result, resuggest)
-    per_1000 = refresh["seconds"] / (args.files + 1) * 1000
-    print(f"re-suggesting all {args.files + 1} photos (new model / options): {refresh['seconds']:.1f}s = "
-          f"{per_1000:.1f}s per 1,000 photos; from cached features: {w3.counters['from_cached_features']}")  # fmt: skip
+        def count_refresh(r: WatchResult) -> None:
+            if r.status == "done" and r.reason == "refresh":
+                with lock:
+                    refreshed["n"] += 1
+
+        def crop_and_refresh(w3: Watcher, t0: float) -> None:
+            t1 = time.monotonic()
+            darktable_edit(root / "card" / "IMG_00000.jpg", Box(0.05, 0.1, 0.6, 0.8))
+            while refreshed["n"] < args.files:  # every photo but the edited one (warm.jpg included)
+                time.sleep(0.05)
+            refresh["seconds"] = time.monotonic() - t1
+            while not w3.idle():
+                time.sleep(0.05)
+
+        options3 = WatchOptions(user="bench", jobs=args.jobs, quiet=0.5, scan=False, finetune_delay=0.5,
+                                finetune_interval=0, scorer="bench-composition")  # fmt: skip
+        catalog = Catalog(catalog_path)
+        w3 = Watcher([root], options3, catalog, on_result=count_refresh, learner=version_bump_learner)
+        ready = threading.Event()
+        t = threading.Thread(target=w3.run, kwargs={"ready": ready.set}, daemon=True)
+        t.start()
+        ready.wait(60)
+        crop_and_refresh(w3, time.monotonic())
+        w3.stop()
+        t.join(120)
+        catalog.close()
+        per_1000 = refresh["seconds"] / args.files * 1000
+        print(f"user crop -> fine-tune -> {args.files} suggestions refreshed in {refresh['seconds']:.1f}s = "
+              f"{per_1000:.1f}s per 1,000 photos; from cached features (no decode): "
+              f"{w3.counters['from_cached_features']}; crops learned {w3.counters['crops_learned']}")  # fmt: skip
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -41,7 +41,7 @@ def _default_user() -> str:
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Analysis threads (default: all cores).")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model (default: the best available).")
 @click.option("--no-scan", is_flag=True, help="Do not scan the folders at start (only react to changes).")
-@click.option("--finetune-interval", default=300.0, show_default=True, type=click.FloatRange(0), help="At most one fine-tune per this many seconds.")
+@click.option("--finetune-interval", default=60.0, show_default=True, type=click.FloatRange(0), help="At most one fine-tune per this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo looked at on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every photo suggested.")
 def watch(

@@ -77,8 +77,8 @@ class WatchOptions:
     quiet: float = 0.5  # debounce: a path is looked at this long after its last event
     max_delay: float = 10.0  # ... but at most this long after its first
     scan: bool = True  # scan the roots at start (incremental, resumable)
-    finetune_delay: float = 10.0  # wait for more crops this long after a new one (batches a session's edits)
-    finetune_interval: float = 300.0  # at most one fine-tune per this many seconds
+    finetune_delay: float = 5.0  # wait for more crops this long after a new one (batches a burst of edits)
+    finetune_interval: float = 60.0  # at most one fine-tune per this many seconds (a k=50 fine-tune takes <10 s)
     max_attempts: int = 5  # sidecar write retries (concurrent edits, disk full) before giving up on a photo
     retry_delay: float = 2.0  # first back-off; doubles per attempt
     supervise_interval: float = 2.0  # roots that vanished / came back, observers that died
@@ -318,6 +318,9 @@ class Watcher:
         self._refresh_near: set[str] = set()
         self._started = time.time()
         self._errors_in_a_row = 0
+        self._holding = False
+        self._last_counters: dict[str, int] = {}
+        self._last_heartbeat = -1e18
 
     # --- public API ---
 
@@ -337,8 +340,8 @@ class Watcher:
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
         """Watch until ``stop()``. ``ready`` is called once the observers are armed."""
-        self.start()
         try:
+            self.start()
             if ready is not None:
                 ready()
             while not self._stop.is_set():
@@ -352,6 +355,7 @@ class Watcher:
                 {"pid": os.getpid(), "started": self._started, "roots": [os.fsdecode(r.path) for r in self.roots],
                  "catalog": os.fsdecode(self.catalog.path), "user": self.options.user}
             )  # fmt: skip
+        self._holding = True  # from here on this daemon owns the catalog's watch state
         self._pool = cf.ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="pic-analyze")
         self._learn_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="pic-finetune")
         _ = self.scorer
@@ -395,6 +399,9 @@ class Watcher:
         """Stop observing, keep everything noticed in the queue, finish (or leave queued) in-flight work."""
         for root in self.roots:
             self._disarm(root)
+        if not self._holding:
+            return  # start() failed before taking the catalog (another daemon has it): touch nothing
+        self._holding = False
         try:
             self._pump_events(everything=True)
         except Exception as exc:
@@ -687,7 +694,10 @@ class Watcher:
             return
         prev = self.catalog.suggestion(record.id, self.options.user, self.options.ratio.name) if record else None
         key = record.content_key if record is not None and same_file else None
-        has_user_crop, learned, key = self._learn(path, record, sig, prev, key)
+        if item.reason == "refresh" and prev is not None and self._sidecars_as_seen(prev, path):
+            has_user_crop, learned = False, 0  # nothing changed since pic last looked (an edit would be an event)
+        else:
+            has_user_crop, learned, key = self._learn(path, record, sig, prev, key)
         if same_file and record is not None and not record.error and self._current(prev):
             assert prev is not None
             self._note_sidecars(prev, path)
@@ -763,6 +773,10 @@ class Watcher:
         for f in written.get("files", {}):
             self.own.remember(Path(f))
         return written
+
+    def _sidecars_as_seen(self, prev: dict[str, Any], photo: Path) -> bool:
+        files = (prev["written"] or {}).get("files") or {}
+        return all(_stamp(p) == files.get(os.fsdecode(p)) for p in sidecar_candidates(photo))
 
     def _note_sidecars(self, prev: dict[str, Any], photo: Path) -> None:
         """Record the sidecar stamps seen now, so the next scan skips a photo whose sidecar the user edited."""
@@ -949,7 +963,11 @@ class Watcher:
         if now < self._next_heartbeat:
             return
         self._next_heartbeat = now + self.options.heartbeat
-        self.state.set("counters", dict(self.counters))
+        counters = dict(self.counters)
+        if counters == self._last_counters and now - self._last_heartbeat < 60:
+            return  # idle: no catalog write every few seconds
+        self._last_counters, self._last_heartbeat = counters, now
+        self.state.set("counters", counters)
         self.state.set("daemon", {"pid": os.getpid(), "started": self._started, "heartbeat": time.time(),
                                   "roots": [r.describe() for r in self.roots]})  # fmt: skip
 

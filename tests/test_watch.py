@@ -296,7 +296,8 @@ def test_two_daemons_never_share_a_catalog(tmp_path: Path, catalog_path: Path) -
     with running_watcher([root], catalog_path, fast_options(scorer="mean-crop"), **STANDINS), Catalog(catalog_path) as cat:
         second = Watcher([root], fast_options(scorer="mean-crop"), cat, **STANDINS)
         with pytest.raises(DaemonRunning):
-            second.start()
+            second.run()
+        assert WatchState(cat).get("daemon", {}).get("stopped") is None  # the running daemon's state untouched
 
 
 def test_scan_resumes_after_a_crash(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
