@@ -325,3 +325,31 @@ class DarktableLibrary:
             return None, None
         row = self.conn.execute("SELECT version, iop_list FROM module_order WHERE imgid = ?", [image_id]).fetchone()
         return (row[0], _text(row[1])) if row else (None, None)
+
+    def sidecar(self, image: DarktableImage):  # -> sidecars.xmp.XmpDocument
+        """The history of ``image`` as the sidecar darktable would write from its database (in memory only).
+
+        Lets the one darktable history codec (``sidecars.darktable``) read database and sidecar alike.
+        """
+        from .sidecars.darktable import NS_DT, encode_params
+        from .sidecars.xmp import XmpDocument, new_item_like
+
+        doc = XmpDocument.new()
+        doc.set(NS_DT, "xmp_version", "5", prefix_hint="darktable")
+        doc.set(NS_DT, "history_end", str(image.history_end), prefix_hint="darktable")
+        order, iop_list = self.module_order(image.id)
+        if order is not None:
+            doc.set(NS_DT, "iop_order_version", str(order), prefix_hint="darktable")
+        if iop_list:
+            doc.set(NS_DT, "iop_order_list", iop_list, prefix_hint="darktable")
+        seq = doc.ensure_array(NS_DT, "history", "Seq", prefix_hint="darktable")
+        for e in self.history(image.id):
+            item = new_item_like(seq, None)
+            for name, value in (
+                ("num", str(e.num)), ("operation", e.operation), ("enabled", "1" if e.enabled else "0"),
+                ("modversion", str(e.modversion)), ("params", encode_params(e.params, "never")),
+                ("multi_name", e.multi_name), ("multi_priority", str(e.multi_priority)),
+            ):
+                item.set(NS_DT, name, value, prefix_hint="darktable")
+        return doc
+

@@ -323,15 +323,15 @@ def _digikam_db_crop(v, index: digikam.HashIndex) -> LibraryCrop | None:
     how = "database"
     verified = False
     for p in parents:
+        # A file the user pointed at with this content first (libraries move), then digiKam's own path.
+        hit = index.find(p.unique_hash, p.file_size) if p.unique_hash else None
+        if hit is not None:
+            original_path, how, verified = hit, "hash", True
+            break
         cand = p.path
         if cand is not None and cand.is_file():
-            original_path, verified = cand, bool(p.unique_hash)
+            original_path, verified = cand, False
             break
-        if p.unique_hash:
-            hit = index.find(p.unique_hash, p.file_size)
-            if hit is not None:
-                original_path, how, verified = hit, "hash", True
-                break
     if original_path is None and ref is not None:
         version_guess = v.image.path or Path(v.image.name)
         link = digikam.find_original(version_guess, ref, index)
@@ -373,9 +373,34 @@ def _darktable_db_crops(db_path: Path, scope: list[str], errors: ErrorSink) -> I
                 yield c
 
 
-def darktable_library_crop(lib, im) -> LibraryCrop | None:  # noqa: ANN001 (types from editor_databases)
-    """The crop darktable's database holds for one image (duplicate) — needs the darktable params codec."""
-    raise PicError("reading crops from darktable's library.db needs the darktable sidecar module")
+def darktable_library_crop(lib, im) -> LibraryCrop | None:  # noqa: ANN001 (editor_databases types)
+    """The crop darktable's database holds for one image or duplicate (None when there is none)."""
+    from .sidecars import darktable as dt
+    from .sidecars import picns
+    from .sidecars.xmp import read_sidecar
+
+    path = im.path
+    if path.is_file():
+        exif_o = _orientation(path)
+    else:  # the database records EXIF orientation as darktable bits
+        exif_o = dt.BITS_TO_EXIF.get(im.orientation, 1) if im.orientation is not None else 1
+    size = displayed_size((im.width, im.height), exif_o) if im.width and im.height else None
+    c = dt.read_crop(lib.sidecar(im), exif_o, size)
+    if c is None or not c.enabled or c.is_full_frame:
+        return None
+    mine = False
+    sidecar = dt.sidecar_path(path, im.version)
+    if c.module == "crop" and sidecar.is_file():
+        try:
+            doc, _ = read_sidecar(sidecar)
+            rec = picns.read_record(doc) if doc is not None else None
+            own = rec.darktable if rec is not None else None
+            mine = own is not None and dt.decode_params(own.params_text) == c.params
+        except PicError:
+            mine = False
+    detail = {**c.detail(), "library": os.fsdecode(lib.path), "imgid": im.id, "duplicate": im.version}
+    key = "darktable" if im.version == 0 else f"darktable#{im.version}"
+    return LibraryCrop(path, c.crop, "darktable", key, detail, c.approximate, mine)
 
 
 # --- harvesting ------------------------------------------------------------------------------------------------

@@ -590,49 +590,56 @@ class OriginalLink:
 
 
 def find_original(version: Path, ref: FileRef, index: HashIndex | None = None) -> OriginalLink | None:
-    """Locate the file ``ref`` names. Tries its recorded path, then the version's folder, then the hash index."""
-    want_hash = ref.hash_hint()
-    notes: list[str] = []
+    """Locate the file ``ref`` names, preferring where the user's library is now.
 
-    def check(p: Path) -> bool | None:
+    Order: the version's folder + the recorded name (digiKam keeps versions beside their original), any library
+    file with the original's uniqueHashV2 (and size), then the absolute path recorded at editing time. A file
+    found by name whose hash differs is taken only as a last resort, and says so.
+    """
+    want_hash = ref.hash_hint()
+
+    def verify(p: Path) -> bool | None:
         if want_hash is None:
-            return None
+            return None  # nothing to check against
         try:
             if ref.file_size is not None and os.stat(p).st_size != ref.file_size:
                 return False
-            got = index.hash_of(p) if index is not None else unique_hash_v2(p)
+            return (index.hash_of(p) if index is not None else unique_hash_v2(p)) == want_hash
         except OSError:
             return False
-        return got == want_hash
 
-    candidates: list[tuple[Path, str]] = []
-    recorded = ref.path()
-    if recorded is not None and recorded.is_absolute():
-        candidates.append((recorded, "path"))
-    if ref.file_name:
-        candidates.append((version.parent / ref.file_name, "folder+name"))
-    seen: set[str] = set()
+    me = os.path.abspath(version)
     unverified: tuple[Path, str] | None = None
-    for cand, how in candidates:
-        key = os.path.abspath(cand)
-        if key in seen or os.path.abspath(version) == key:
-            continue
-        seen.add(key)
-        if not cand.is_file():
-            continue
-        ok = check(cand)
+
+    def by_name(cand: Path, how: str) -> OriginalLink | None:
+        nonlocal unverified
+        if os.path.abspath(cand) == me or not cand.is_file():
+            return None
+        ok = verify(cand)
         if ok is None or ok:
-            return OriginalLink(cand, how, bool(ok), tuple(notes))
+            return OriginalLink(cand, how, bool(ok))
         unverified = unverified or (cand, how)
+        return None
+
+    if ref.file_name:
+        link = by_name(version.parent / ref.file_name, "folder+name")
+        if link is not None:
+            return link
     if want_hash is not None and index is not None:
         found = index.find(want_hash, ref.file_size, exclude=[version])
         if found is not None:
-            return OriginalLink(found, "hash", True, tuple(notes))
+            return OriginalLink(found, "hash", True)
+    recorded = ref.path()
+    if recorded is not None and recorded.is_absolute():
+        link = by_name(recorded, "path")
+        if link is not None:
+            return link
     if unverified is not None:
-        # Same name and place, different bytes: digiKam writes metadata into originals (tags, ratings), which
-        # changes the hash but not the pixels. Take it, and say so.
-        notes.append("the original's uniqueHashV2 changed since the version was saved (metadata written to it?)")
-        return OriginalLink(unverified[0], unverified[1], False, tuple(notes))
+        # Same name, different bytes: digiKam writes metadata into originals (tags, ratings), which changes the
+        # hash but not the pixels. Take it, and say so.
+        return OriginalLink(unverified[0], unverified[1], False,
+                            ("the original's uniqueHashV2 changed since the version was saved (metadata written "
+                             "to it?)",))
     return None
 
 
