@@ -7,10 +7,9 @@ set -euo pipefail
 OUT=$(realpath "${1:?output folder}")
 WORK=$(mktemp -d /tmp/pic-digikam.XXXXXX)
 PY=${PY:-.venv/bin/python}
-DISP=:$((150 + RANDOM % 100))
 mkdir -p "$OUT" "$WORK/photos" "$WORK/home" "$WORK/run" "$WORK/coll" "$WORK/db"
 chmod 700 "$WORK/run"
-export DISPLAY=$DISP HOME=$WORK/home XDG_RUNTIME_DIR=$WORK/run QTWEBENGINE_DISABLE_SANDBOX=1
+export HOME=$WORK/home XDG_RUNTIME_DIR=$WORK/run QTWEBENGINE_DISABLE_SANDBOX=1
 
 "$PY" - "$WORK/photos/IMG_0001.JPG" <<'EOF'
 import sys
@@ -22,11 +21,13 @@ exif = Image.Exif(); exif[0x0112] = 6
 img.save(sys.argv[1], quality=95, exif=exif.tobytes())
 EOF
 
-Xvfb "$DISP" -screen 0 1600x1000x24 >/dev/null 2>&1 & XVFB=$!
+# -displayfd: Xvfb picks a free display itself (other sessions sharing /tmp make xvfb-run -a's lock files unsafe).
+Xvfb -displayfd 3 -screen 0 1600x1000x24 -nolisten tcp 3>"$WORK/display" >/dev/null 2>&1 & XVFB=$!
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; kill "$XVFB" 2>/dev/null || true; }
 trap cleanup EXIT
-sleep 1
+for _ in $(seq 50); do [ -s "$WORK/display" ] && break; sleep 0.1; done
+export DISPLAY=":$(head -1 "$WORK/display")"
 # Screenshots were taken at 1389x868; positions below are in those units and scaled to the real screen.
 at() { xdotool mousemove "$(( $1 * 1600 / 1389 ))" "$(( $2 * 1600 / 1389 ))"; }
 click() { at "$1" "$2"; xdotool click 1; sleep "${3:-1.5}"; }

@@ -93,6 +93,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 # --- darktable ------------------------------------------------------------------------------------------------
 
+import contextlib  # noqa: E402
 import struct  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -171,6 +172,39 @@ def darktable_cases() -> list[DtCase]:
     ]
 
 
+@contextlib.contextmanager
+def _xvfb():
+    """A private X server. ``-displayfd`` lets Xvfb pick a free display itself: ``xvfb-run -a`` trusts lock files
+    in /tmp, which other sessions sharing /tmp can make stale or steal (a darktable then lands on a stranger's
+    screen and waits there)."""
+    r, w = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    os.close(w)
+    try:
+        with os.fdopen(r, "rb") as fh:
+            number = fh.readline().strip().decode()
+        if not number:
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        _end(xvfb)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """End a process group this module started (by its id): TERM, then KILL if it does not go."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+
+
 def build_darktable_library(work: Path, darktable: str, timeout: float = 120) -> Path:
     """Import the ``darktable_cases`` photos with the REAL darktable (under Xvfb) into ``work/cfg/library.db``.
 
@@ -178,8 +212,6 @@ def build_darktable_library(work: Path, darktable: str, timeout: float = 120) ->
     Returns the database path. darktable 4.2 does not quit on ``dt.control.quit()`` promptly, so the process group
     this function started is ended once the marker file written by ``--luacmd`` appears.
     """
-    import signal
-
     import numpy as np
     from PIL import Image
 
@@ -199,24 +231,19 @@ def build_darktable_library(work: Path, darktable: str, timeout: float = 120) ->
             (img_dir / name).write_text(text)
     marker = work / "imported"
     lua = f'local dt = require "darktable"; local f = io.open("{marker}", "w"); f:write(#dt.database); f:close()'
-    proc = subprocess.Popen(
-        ["xvfb-run", "-a", darktable, "--configdir", str(cfg), "--library", str(cfg / "library.db"),
-         "--luacmd", lua, str(img_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.25)
-        if not marker.exists():
-            raise RuntimeError("darktable did not import the photos in time")
-        time.sleep(0.5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    with _xvfb() as display, open(work / "darktable.log", "wb") as log:
+        proc = subprocess.Popen(
+            [darktable, "--configdir", str(cfg), "--library", str(cfg / "library.db"), "--luacmd", lua, str(img_dir)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "DISPLAY": display},
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.25)
+            if not marker.exists():
+                tail = (work / "darktable.log").read_bytes()[-2000:].decode("utf-8", "replace")
+                raise RuntimeError(f"darktable did not import the photos (exit {proc.poll()}); output:\n{tail}")
+            time.sleep(0.5)
+        finally:
+            _end(proc)
     return cfg / "library.db"

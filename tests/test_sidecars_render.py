@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import jpeg_bytes, make_photo
 from PIL import Image, ImageOps
 
+from conftest import jpeg_bytes, make_photo
 from pic_plugin.geometry import Box
 from pic_plugin.orientation import displayed_size
 from pic_plugin.sidecars import write_suggestion

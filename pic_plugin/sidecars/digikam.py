@@ -36,13 +36,12 @@ from xml.sax.saxutils import quoteattr
 
 from ..errors import SidecarError
 from ..geometry import Box
+from .xmp import parse_xml
 
 NS_DIGIKAM = "http://www.digikam.org/ns/1.0/"
 
 #: A real history is a few kB (curves parameters make it a few tens); anything far larger is refused.
 MAX_HISTORY_BYTES = 4 * 1024 * 1024
-#: history > filter > params > param is depth 4; allow slack for foreign wrappers, refuse hostile nesting.
-MAX_HISTORY_DEPTH = 32
 MAX_HISTORY_STEPS = 10_000
 #: digiKam's uniqueHashV2 reads this much from each end of the file.
 HASH_CHUNK = 100 * 1024
@@ -182,47 +181,52 @@ class History:
 def parse_history(text: str | bytes, *, source: str = "Xmp.digiKam.ImageHistory") -> History:
     """Parse an ImageHistory document safely. Raises ``SidecarError`` with a message a user can act on.
 
-    Unknown elements are skipped like digiKam's own reader does; a document that is not a ``<history>`` is an
-    error (digiKam would read it as an empty history, which would hide a damaged file).
+    The hardened parser is the sidecars' own (``xmp.parse_xml``: no DTD, entities or external references, depth
+    and size limits). Unknown elements are skipped like digiKam's reader does; a document that is not a
+    ``<history>`` is an error (digiKam would read it as an empty history, which would hide a damaged file).
     """
     data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     if len(data) > MAX_HISTORY_BYTES:
         raise SidecarError(f"{source}: a {len(data)}-byte history is more than the "
                            f"{MAX_HISTORY_BYTES >> 20} MiB pic accepts (refused as hostile)")
-    root = _parse_xml(data, source)
-    if root.tag != "history":
-        raise SidecarError(f"{source}: not a digiKam image history (root element <{root.tag}>)")
+    root = parse_xml(data, source=source).root
+    if root.local != "history":
+        raise SidecarError(f"{source}: not a digiKam image history (root element <{root.local}>)")
     history = History()
-    for el in root.children:
+    for el in root.elements():
         if len(history.items) >= MAX_HISTORY_STEPS:
             raise SidecarError(f"{source}: more than {MAX_HISTORY_STEPS} history steps (refused as hostile)")
-        if el.tag == "file":
-            kind = el.attrs.get("type", "")
-            fp = next((c for c in el.children if c.tag == "fileParams"), None)
-            a = fp.attrs if fp is not None else {}
+        if el.local == "file":
+            kind = el.get(None, "type") or ""
+            fp = el.find(None, "fileParams")
+
+            def a(name: str, fp=fp) -> str | None:
+                return (fp.get(None, name) or None) if fp is not None else None
+
             history.items.append(FileRef(
                 kind=kind if kind in ("original", "source") else "intermediate",
-                uuid=el.attrs.get("uuid") or None,
-                file_name=a.get("fileName") or None,
-                file_path=a.get("filePath") or None,
-                file_hash=a.get("fileHash") or None,
-                file_size=_int_or_none(a.get("fileSize")),
-                creation_date=a.get("creationDate") or None,
+                uuid=el.get(None, "uuid") or None,
+                file_name=a("fileName"),
+                file_path=a("filePath"),
+                file_hash=a("fileHash"),
+                file_size=_int_or_none(a("fileSize")),
+                creation_date=a("creationDate"),
             ))
-        elif el.tag == "filter":
+        elif el.local == "filter":
             params: list[tuple[str, str]] = []
-            for block in el.children:
-                if block.tag != "params":
+            for block in el.elements():
+                if block.local != "params":
                     continue
-                for p in block.children:
-                    if p.tag == "param" and "name" in p.attrs:
-                        params.append((p.attrs["name"], p.attrs.get("value", "")))
+                for p in block.elements():
+                    name = p.get(None, "name")
+                    if p.local == "param" and name is not None:
+                        params.append((name, p.get(None, "value") or ""))
             history.items.append(FilterStep(
-                name=el.attrs.get("filterName", ""),
-                display_name=el.attrs.get("filterDisplayName", ""),
-                version=_int_or_none(el.attrs.get("filterVersion")),
-                category=el.attrs.get("filterCategory", "complex"),
-                branch=el.attrs.get("branch") == "true",
+                name=el.get(None, "filterName") or "",
+                display_name=el.get(None, "filterDisplayName") or "",
+                version=_int_or_none(el.get(None, "filterVersion")),
+                category=el.get(None, "filterCategory") or "complex",
+                branch=el.get(None, "branch") == "true",
                 params=tuple(params),
             ))
     return history
@@ -235,49 +239,6 @@ def _int_or_none(text: str | None) -> int | None:
         return int(text.strip())
     except ValueError:
         return None
-
-
-@dataclass
-class _Node:
-    tag: str
-    attrs: dict[str, str]
-    children: list[_Node]
-
-
-def _parse_xml(data: bytes, source: str) -> _Node:
-    """Hardened parse into a small tree (local names only; the history document has no namespaces)."""
-    import xml.etree.ElementTree as ET
-
-    import defusedxml.ElementTree as DET
-    from defusedxml import DefusedXmlException
-
-    try:
-        root = DET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise SidecarError(f"{source}: refused hostile XML ({type(exc).__name__}: DTDs, entities and external "
-                           "references are not allowed)") from None
-    except ET.ParseError as exc:
-        raise SidecarError(f"{source}: not well-formed XML ({exc})") from None
-    except (ValueError, UnicodeError, RecursionError, MemoryError) as exc:
-        raise SidecarError(f"{source}: unreadable XML ({type(exc).__name__})") from None
-
-    def local(tag: str) -> str:
-        return tag.rsplit("}", 1)[-1]
-
-    # Iterative conversion with a depth check (no recursion on attacker-controlled nesting).
-    top = _Node(local(root.tag), {local(k): v for k, v in root.attrib.items()}, [])
-    stack: list[tuple[Any, _Node, int]] = [(root, top, 1)]
-    while stack:
-        el, node, depth = stack.pop()
-        for child in el:
-            if not isinstance(child.tag, str):
-                continue  # comments, processing instructions
-            if depth + 1 > MAX_HISTORY_DEPTH:
-                raise SidecarError(f"{source}: XML nesting deeper than {MAX_HISTORY_DEPTH} (refused as hostile)")
-            n = _Node(local(child.tag), {local(k): v for k, v in child.attrib.items()}, [])
-            node.children.append(n)
-            stack.append((child, n, depth + 1))
-    return top
 
 
 # --- replaying the geometry ---------------------------------------------------------------------------------------
