@@ -258,12 +258,14 @@ def _digikam_file_crop(img: Path, index: digikam.HashIndex) -> LibraryCrop | Non
     ref = info.history.original
     if ref is None:
         raise PicError(f"digiKam history ({info.where}) crops, but names no original file")
+    if ref.file_name == img.name and (
+        not ref.file_path or os.path.abspath(ref.file_path) == os.path.abspath(img.parent)
+    ):
+        return None  # digiKam overwrote the original: the crop is baked into the only file there is
     link = digikam.find_original(img, ref, index)
     if link is None:
         raise PicError(f"digiKam version of {ref.file_name!r}: original not found (looked at "
                        f"{ref.file_path or '?'}, this folder, and files with its uniqueHashV2)")
-    if os.path.abspath(link.path) == os.path.abspath(img):
-        return None  # digiKam overwrote the original: the crop is baked into the only file there is
     return _digikam_crop(info, link, img)
 
 

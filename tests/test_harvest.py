@@ -26,7 +26,7 @@ from pic_plugin.harvest import (
     harvest,
 )
 from pic_plugin.orientation import displayed_to_stored, stored_to_displayed
-from pic_plugin.sidecars.digikam import NS_DIGIKAM, FileRef, History, unique_hash_v2
+from pic_plugin.sidecars.digikam import NS_DIGIKAM, FileRef, FilterStep, History, unique_hash_v2
 from pic_plugin.sidecars.xmp import XmpDocument
 
 DT_REAL = Path(__file__).parent / "data" / "darktable-real" / "library.db.gz"
@@ -295,3 +295,45 @@ def test_version_pixels_match_for_the_hash_found_original(tmp_path: Path):
     assert np.array_equal(np.rot90(region, -1), version)
     assert box.to_pixels((40, 60)) == (4, 35, 34, 55)
     _ = Image  # Pillow is the reference implementation of the rotations here
+
+
+def test_digikam_compatible_sidecar_name_and_tiff_embedded_history(tmp_path: Path):
+    from pic_plugin.sidecars.digikam import read_version
+
+    orig = tmp_path / "DSC_1.jpg"
+    orig.write_bytes(jpeg_bytes(make_photo(80, 60, seed=2)))
+    ref = FileRef("original", "f" * 32 + unique_hash_v2(orig), "DSC_1.jpg", os.fsdecode(tmp_path) + "/")
+    # "Sidecar file names are compatible with commercial programs": DSC_1_v1.xmp beside DSC_1_v1.jpg.
+    (tmp_path / "DSC_1_v1.jpg").write_bytes(jpeg_bytes(make_photo(40, 30)))
+    (tmp_path / "DSC_1_v1.xmp").write_bytes(version_sidecar(History([ref, crop_step(10, 10, 40, 30)])))
+    # A TIFF version carrying its history in the embedded XMP packet (TIFF tag 700), no sidecar.
+    Image.new("RGB", (20, 60)).save(tmp_path / "DSC_1_v2.tif", tiffinfo={700: version_sidecar(
+        History([ref, crop_step(0, 0, 20, 60)]))})
+    info, problems = read_version(tmp_path / "DSC_1_v2.tif")
+    assert info is not None and info.where == "embedded" and not problems
+    found = {c.key: c for c in collect_crops([tmp_path])}
+    assert found["digikam#DSC_1_v1.jpg"].crop == Box(10 / 80, 10 / 60, 50 / 80, 40 / 60)
+    assert found["digikam#DSC_1_v1.jpg"].detail["history"].endswith("DSC_1_v1.xmp")
+    assert found["digikam#DSC_1_v2.tif"].crop == Box(0, 0, 20 / 80, 1.0)
+    assert all(c.image == orig and c.detail["original_verified"] for c in found.values())
+
+
+def test_digikam_version_of_a_raw_original(tmp_path: Path, shared_data: Path):
+    raw = tmp_path / "PXL.dng"
+    shutil.copy(shared_data / "raw-samples/google_pixel7_portrait.dng", raw)  # 510x382, LibRaw flip -> shown 382x510
+    ref = FileRef("original", None, "PXL.dng", "/old/place/", unique_hash_v2(raw), raw.stat().st_size)
+    (tmp_path / "PXL_v1.jpg").write_bytes(jpeg_bytes(make_photo(100, 180)))
+    (tmp_path / "PXL_v1.jpg.xmp").write_bytes(version_sidecar(History([
+        ref, FilterStep("digikam:RawConverter", params=(("whiteBalance", "1"),)), crop_step(10, 20, 100, 180)])))
+    (c,) = collect_crops([tmp_path])
+    assert c.image == raw and c.crop == Box(10 / 382, 20 / 510, 110 / 382, 200 / 510)
+    assert c.detail["frame_size"] == [382, 510]
+
+
+def test_an_original_digikam_overwrote_is_not_a_crop_of_itself(tmp_path: Path):
+    img = tmp_path / "IMG.jpg"
+    img.write_bytes(jpeg_bytes(make_photo(40, 30)))
+    ref = FileRef("original", None, "IMG.jpg", os.fsdecode(tmp_path) + "/")
+    (tmp_path / "IMG.jpg.xmp").write_bytes(version_sidecar(History([ref, crop_step(1, 1, 10, 10)])))
+    errors: list = []
+    assert collect_crops([tmp_path], on_error=lambda p, m: errors.append(m)) == [] and errors == []
