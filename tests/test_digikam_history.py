@@ -322,3 +322,19 @@ def test_fuzzed_documents_never_crash(doc):
         return
     with contextlib.suppress(HistoryError):
         replay(h.steps_from_original(), (640, 480))
+
+
+def test_version_keeping_the_original_orientation_was_cropped_in_the_stored_frame(tmp_path: Path):
+    """Batch Queue Manager versions are not auto-rotated: a version that keeps the original's EXIF orientation
+    (instead of the editor's reset to 1) had its steps applied to the stored raster."""
+    from pic_plugin.orientation import stored_to_displayed
+    from pic_plugin.sidecars.digikam import OriginalLink, VersionInfo, version_crop
+
+    steps = [crop_step(0, 0, 30, 20)]
+    info = VersionInfo(tmp_path / "v.jpg", History([ORIGINAL, *steps]), "embedded", None)
+    link = OriginalLink(tmp_path / "o.jpg", "hash", True)
+    editor = version_crop(info, (40, 60), link, version_orientation=1, original_orientation=6)
+    bqm = version_crop(info, (40, 60), link, version_orientation=6, original_orientation=6)
+    assert editor.crop == Box(0, 0, 30 / 40, 20 / 60)
+    assert bqm.crop == stored_to_displayed(Box(0, 0, 30 / 60, 20 / 40), 6)
+    assert any("Batch Queue Manager" in n for n in bqm.detail["notes"])

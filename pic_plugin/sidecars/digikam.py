@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +36,7 @@ from xml.sax.saxutils import quoteattr
 
 from ..errors import SidecarError
 from ..geometry import Box
+from ..orientation import displayed_size, stored_to_displayed
 from .xmp import parse_xml
 
 NS_DIGIKAM = "http://www.digikam.org/ns/1.0/"
@@ -636,8 +637,6 @@ def version_crop(
     steps = info.history.steps_from_original()
     if not any(s.is_crop() for s in steps):
         return None
-    from ..orientation import displayed_size, stored_to_displayed
-
     stored_frame = original_orientation != 1 and version_orientation == original_orientation
     size = displayed_size(original_size, original_orientation) if stored_frame else original_size
     chain = replay(steps, size)
@@ -665,14 +664,8 @@ def version_crop(
     return DigikamCrop(link.path, info.path, crop.clamped(), chain.approximate, detail)
 
 
-def iter_history_files(paths: Iterable[Path]) -> Iterator[tuple[Path, VersionInfo | None, list[str]]]:
-    """``read_version`` for each path (files without any digiKam history yield None)."""
-    for p in paths:
-        yield (p, *read_version(p))
-
-
 __all__ = [
     "NS_DIGIKAM", "Chain", "DigikamCrop", "FileRef", "FilterStep", "HashIndex", "History", "HistoryError",
-    "OriginalLink", "VersionInfo", "embedded_xmp", "find_original", "iter_history_files", "parse_history",
+    "OriginalLink", "VersionInfo", "embedded_xmp", "find_original", "parse_history",
     "read_version", "replay", "sidecar_paths", "unique_hash_v2", "version_crop",
 ]
