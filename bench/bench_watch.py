@@ -76,7 +76,7 @@ def sidecar_modules() -> tuple[dict, str]:
     except ImportError:
         import watch_standins as ws
 
-        return dict(writer=ws.json_writer, crop_finder=ws.json_finder), "JSON stand-ins (pic_plugin.sidecars absent)"
+        return dict(writer=ws.json_writer, crop_collector=ws.json_collect), "JSON stand-ins (pic_plugin.sidecars absent)"
 
 
 def stub_process_file(job, options, scorer, catalog, key=None):  # type: ignore[no-untyped-def]

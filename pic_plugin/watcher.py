@@ -27,6 +27,7 @@ import errno
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -40,6 +41,7 @@ from .batch import BatchOptions, _finish, _Job, _Output, _write_sidecars, proces
 from .catalog import Catalog
 from .decode import is_image_path
 from .geometry import FREE, Box, Ratio, iou
+from .harvest import APPROXIMATE_FACTOR, WEIGHT_ACCEPTED_SUGGESTION
 from .scan import SKIP_DIRS, content_key, file_signature, iter_images, walk_key
 from .suggest import Scorer, Suggestion
 from .watch_events import Debouncer, EventRouter, OwnWrites, photos_for_sidecar
@@ -47,8 +49,10 @@ from .watch_state import EVENT, REFRESH, REFRESH_NEAR, SCAN, DaemonLock, QueueIt
 
 log = logging.getLogger("pic.watch")
 
-#: Weight of a suggestion the user turned on unchanged (their own crop weighs 1).
-ACCEPTED_WEIGHT = 0.3
+#: Weights as ``harvest`` gives them: a suggestion taken unchanged 0.3 (the user's own crop 1), approximate half.
+ACCEPTED_WEIGHT = WEIGHT_ACCEPTED_SUGGESTION
+#: digiKam names its versions ``IMG_v1.JPG``; their crop history is inside the file (no sidecar needed).
+_DIGIKAM_VERSION = re.compile(r"_v\d+$")
 #: A user crop this close to pic's suggestion counts as "accepted as is".
 SAME_CROP_IOU = 0.98
 #: Filesystems where inotify sees no changes made by other machines: watched by polling.
@@ -58,7 +62,8 @@ NETWORK_FS = frozenset(
 )  # fmt: skip
 
 Writer = Callable[..., Any]  # pic_plugin.sidecars.write_suggestion
-CropFinder = Callable[[Path, int], list[Any]]  # pic_plugin.sidecars.find_crops
+#: (photo, on_error) -> the crops the user made that concern it (``harvest.collect_crops`` for one photo)
+CropCollector = Callable[[Path, Callable[[str, str], None]], list[Any]]
 #: (catalog path, user) -> what happened ({"version": ..., "k": ...}), or None when there was nothing to learn.
 Learner = Callable[[Path, str], "dict[str, Any] | None"]
 
@@ -119,10 +124,14 @@ def default_writer() -> Writer:
     return write_suggestion
 
 
-def default_crop_finder() -> CropFinder:
-    from .sidecars import find_crops
+def default_crop_collector() -> CropCollector:
+    """The editor readers of ``harvest`` (darktable and crs sidecars, digiKam versions), for one photo."""
+    from .harvest import collect_crops
 
-    return find_crops
+    def collect(photo: Path, on_error: Callable[[str, str], None]) -> list[Any]:
+        return collect_crops([photo], on_error=on_error)
+
+    return collect
 
 
 def default_learner() -> Learner | None:
@@ -261,7 +270,7 @@ class _InFlight:
 class Watcher:
     """Watches ``roots`` and keeps ``catalog`` and the sidecars up to date until ``stop()``.
 
-    ``writer``, ``crop_finder`` and ``learner`` default to the real sidecar and model modules; tests and
+    ``writer``, ``crop_collector`` and ``learner`` default to the real sidecar, harvest and model modules; tests and
     benchmarks may pass stand-ins. ``on_result`` hears about every photo looked at.
     """
 
@@ -272,7 +281,7 @@ class Watcher:
         catalog: Catalog,
         *,
         writer: Writer | None = None,
-        crop_finder: CropFinder | None = None,
+        crop_collector: CropCollector | None = None,
         learner: Learner | None | str = "default",
         on_result: Callable[[WatchResult], None] | None = None,
         lock: bool = True,
@@ -285,7 +294,7 @@ class Watcher:
         # last commits, and the queue then redoes that work. FULL would fsync every photo's commit.
         catalog.db.execute("PRAGMA synchronous = NORMAL")
         self.writer = writer if writer is not None else default_writer()
-        self.crop_finder = crop_finder if crop_finder is not None else default_crop_finder()
+        self.collect_crops = crop_collector if crop_collector is not None else default_crop_collector()
         self.learner: Learner | None = default_learner() if learner == "default" else learner  # type: ignore[assignment]
         self.on_result = on_result
         self.own = OwnWrites()
@@ -829,55 +838,59 @@ class Watcher:
     def _learn(
         self, path: Path, record: Any, sig: tuple[int, int], prev: dict[str, Any] | None, key: str | None
     ) -> tuple[bool, int, str | None]:
-        """Record the crops the user made for ``path`` (sidecars); returns (has a user crop, new crops, key)."""
-        if self.crop_finder is None:
-            return False, 0, key
-        orientation = record.orientation if record is not None and record.orientation else None
-        if orientation is None:
-            if not any(p.exists() for p in _all_sidecars(path)):
-                return False, 0, key  # no sidecar at all: nothing to learn (the common case for a new photo)
-            from .orientation import read_exif_orientation
+        """Record the crops the user made (``harvest``'s readers) for ``path`` in the catalog.
 
-            orientation = read_exif_orientation(path)
+        Returns (``path`` carries a crop of the user's, how many crops were new or changed, its content key).
+        A crop equal to pic's own suggestion counts as accepted (weight 0.3, as ``harvest`` weighs it); in apply
+        mode pic's own enabled entry is pic's doing, not the user's, and is not learned from.
+        """
+        if not any(p.exists() for p in _all_sidecars(path)) and not _DIGIKAM_VERSION.search(path.stem):
+            return False, 0, key  # no sidecar, not a digiKam version: nothing to learn (a new photo, usually)
+
+        def problem(where: str, message: str) -> None:
+            self._problem("warning", f"reading its edits: {message}", Path(where))
+
         try:
-            found = self.crop_finder(path, orientation)
-        except Exception as exc:  # a sidecar we cannot read must not stop the photo
-            self._problem("warning", f"cannot read its sidecars: {exc}", path)
+            crops = self.collect_crops(path, problem)
+        except Exception as exc:  # an editor file we cannot read must not stop the photo
+            self._problem("warning", f"cannot read its edits: {type(exc).__name__}: {exc}", path)
             return False, 0, key
-        users: dict[str, Any] = {}
-        accepted: dict[str, Any] = {}
-        for f in found:
-            if f.source == "pic":
-                continue
-            if f.is_pic_suggestion:
-                # Suggest mode writes a disabled darktable entry: enabled now means the user turned it on.
-                if self.options.mode == "suggest" and f.source == "darktable":
-                    accepted.setdefault(f.source, f)
-                continue
-            users.setdefault(f.source, f)
-        if not users and not accepted:
-            return False, 0, key
+        here = os.path.abspath(path)
         user = self.options.user
-        if not user:
-            return True, 0, key
-        if key is None:
-            key = content_key(path, sig[0])
-        learned = 0
-        all_same = True
-        for source, f in {**accepted, **users}.items():
-            same = f.is_pic_suggestion or (prev is not None and iou(Box(*f.crop), Box(*prev["crop"])) >= SAME_CROP_IOU)
-            all_same = all_same and same
-            detail = _jsonable({**dict(f.detail or {}), "approximate": bool(f.approximate), "via": "pic watch"})
-            if self.catalog.add_user_crop(user, key, os.fsdecode(path), Box(*f.crop), source,
-                                          ACCEPTED_WEIGHT if same else 1.0, detail):  # fmt: skip
+        has_user_crop, learned, all_same = False, 0, True
+        for c in crops:
+            if c.pic_suggestion and self.options.mode == "apply":
+                continue  # pic's own applied crop
+            mine = os.path.abspath(c.image) == here
+            same = c.pic_suggestion or (mine and prev is not None and iou(Box(*c.crop), Box(*prev["crop"])) >= SAME_CROP_IOU)
+            if mine:
+                has_user_crop, all_same = True, all_same and same
+            if not user:
+                continue
+            weight = c.weight
+            if same and not c.pic_suggestion:
+                weight = ACCEPTED_WEIGHT * (APPROXIMATE_FACTOR if c.approximate else 1.0)
+            if mine:
+                key = key or content_key(path, sig[0])
+                ck = key
+            else:  # a digiKam version: the crop belongs to its original
+                try:
+                    ck = content_key(Path(c.image))
+                except OSError as exc:
+                    self._problem("warning", f"cannot read the original of a digiKam version: {exc}", Path(c.image))
+                    continue
+            detail = _jsonable({**dict(c.detail or {}), "approximate": bool(c.approximate),
+                                "pic_suggestion": bool(c.pic_suggestion), "editor": c.source, "via": "pic watch"})
+            if self.catalog.add_user_crop(user, ck, os.fsdecode(c.image), Box(*c.crop), c.key, weight, detail):
                 learned += 1
-                self.state.log("info", f"learned a crop from {source}{' (accepted suggestion)' if same else ''}", path)
-        if prev is not None:
+                what = "an accepted suggestion" if same else "a crop"
+                self.state.log("info", f"learned {what} from {c.source} (weight {weight:g})", Path(c.image))
+        if has_user_crop and prev is not None:
             self.catalog.set_suggestion_status(prev["id"], "accepted" if all_same else "adjusted")
         if learned:
             self.counters["crops_learned"] += learned
             self._schedule_finetune(path.parent)
-        return True, learned, key
+        return has_user_crop, learned, key
 
     def _schedule_finetune(self, folder: Path) -> None:
         now = time.monotonic()
@@ -994,7 +1007,7 @@ __all__ = [
     "WatchOptions",
     "WatchResult",
     "dedupe_roots",
-    "default_crop_finder",
+    "default_crop_collector",
     "default_learner",
     "default_writer",
     "filesystem_type",

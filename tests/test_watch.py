@@ -23,7 +23,7 @@ from pic_plugin.sidecars import find_crops, write_suggestion
 from pic_plugin.watch_state import DaemonRunning, WatchState
 from pic_plugin.watcher import Watcher
 
-STANDINS = dict(writer=ws.json_writer, crop_finder=ws.json_finder, learner=ws.mean_crop_learner)
+STANDINS = dict(writer=ws.json_writer, crop_collector=ws.json_collect, learner=ws.mean_crop_learner)
 
 
 def _photo(folder: Path, name: str, seed: int = 0, size: tuple[int, int] = (320, 240)) -> Path:
@@ -162,7 +162,7 @@ def test_waits_while_an_editor_writes_the_sidecar(tmp_path: Path, catalog_path: 
         return ws.json_writer(image, *a, **k)
 
     opts = fast_options(scorer="mean-crop", quiet=0.4)
-    with running_watcher([root], catalog_path, opts, writer=writer, crop_finder=ws.json_finder, learner=None) as run:
+    with running_watcher([root], catalog_path, opts, writer=writer, crop_collector=ws.json_collect, learner=None) as run:
         wait_for(lambda: writes, 60, what="first suggestion")
         _photo(root, "b.jpg", seed=4)
         editor_times = []

@@ -114,7 +114,7 @@ def test_status_reports_roots_queue_finetune_and_model(tmp_path: Path, catalog_p
     root.mkdir()
     (root / "a.jpg").write_bytes(jpeg_bytes(make_photo(seed=1)))
     (root / "b.jpg").write_bytes(jpeg_bytes(make_photo(seed=2)))
-    kwargs = dict(writer=ws.json_writer, crop_finder=ws.json_finder, learner=ws.mean_crop_learner)
+    kwargs = dict(writer=ws.json_writer, crop_collector=ws.json_collect, learner=ws.mean_crop_learner)
     with running_watcher([root], catalog_path, fast_options(scorer="mean-crop"), **kwargs) as run:
         wait_for(lambda: len(run.done_names()) == 2, 60, what="2 suggestions")
         result = CliRunner().invoke(cli, ["status", "--catalog", str(catalog_path), "--json"])
@@ -151,7 +151,7 @@ def test_status_without_a_catalog(tmp_path: Path) -> None:
 def test_daemon_stops_quickly_and_keeps_pending_work(tmp_path: Path, catalog_path: Path) -> None:
     root = tmp_path / "photos"
     root.mkdir()
-    kwargs = dict(writer=ws.json_writer, crop_finder=ws.json_finder, learner=None)
+    kwargs = dict(writer=ws.json_writer, crop_collector=ws.json_collect, learner=None)
     with running_watcher([root], catalog_path, fast_options(scorer="mean-crop", quiet=30), **kwargs) as run:
         (root / "a.jpg").write_bytes(jpeg_bytes(make_photo(seed=1)))
         wait_for(lambda: len(run.watcher.debouncer) == 1, 10, what="the event")

@@ -1,6 +1,6 @@
 """Simple real stand-ins for the sidecar writer/reader and the learner, for watcher tests and the benchmark.
 
-The watcher takes its writer, crop finder and learner as callables. These write a small JSON "sidecar" next to
+The watcher takes its writer, crop collector and learner as callables. These write a small JSON "sidecar" next to
 the photo (atomically, like the real writer), keep a user crop as the real writer does, and "learn" a user's mean
 crop as a model version the ``mean-crop`` scorer below reads from the catalog. They let the event, queue and
 fault tests run without the XMP layer or the neural model; the tests that need real darktable sidecars use
@@ -21,6 +21,7 @@ import numpy as np
 from pic_plugin import scorers
 from pic_plugin.catalog import Catalog
 from pic_plugin.geometry import Box
+from pic_plugin.harvest import LibraryCrop
 
 
 @dataclass
@@ -45,15 +46,6 @@ class Report:
     @property
     def errors(self) -> dict[str, str]:
         return {t: r.message for t, r in self.results.items() if r.status == "error"}
-
-
-@dataclass(frozen=True)
-class Found:
-    crop: Box
-    source: str
-    detail: dict[str, Any]
-    approximate: bool
-    is_pic_suggestion: bool
 
 
 def sidecar(image: Path) -> Path:
@@ -96,14 +88,13 @@ def json_writer(image: Path, suggestion: Any, orientation: int, *, targets: Any 
     return report
 
 
-def json_finder(image: Path, orientation: int) -> list[Found]:
+def json_collect(image: Path, on_error: Any = None) -> list[LibraryCrop]:
+    """The crops "the editor" made, as ``harvest.collect_crops`` reports them."""
     data = read_sidecar(image)
-    out = []
-    if data.get("user"):
-        out.append(Found(Box(*data["user"]), "darktable", {"sidecar": os.fsdecode(sidecar(image))}, False, False))
-    if data.get("pic"):
-        out.append(Found(Box(*data["pic"]), "pic", {}, False, True))
-    return out
+    if not data.get("user"):
+        return []
+    detail = {"sidecar": os.fsdecode(sidecar(image))}
+    return [LibraryCrop(image, Box(*data["user"]), "darktable", "darktable", detail, False, False)]
 
 
 def user_edit(image: Path, crop: Box) -> None:
