@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,20 @@ def test_pic_watch_command_runs_and_stops_on_ctrl_c(tmp_path: Path, catalog_path
     assert proc.returncode == 0, err
     assert "pic watch: stopped" in err
     assert [c.source for c in find_crops(root / "a.jpg", 1)] == ["pic"]
+
+
+def test_a_digikam_version_teaches_the_crop_of_its_original(tmp_path: Path, catalog_path: Path) -> None:
+    fixture = Path(__file__).parent / "data" / "digikam-real"  # real showfoto 7.9 output (see its PROVENANCE.md)
+    root = tmp_path / "photos"
+    root.mkdir()
+    shutil.copy(fixture / "IMG_0001.JPG", root / "IMG_0001.JPG")
+    opts = fast_options(finetune_interval=3600)
+    with running_watcher([root], catalog_path, opts, learner=None) as run:
+        wait_for(lambda: "IMG_0001.JPG" in run.done_names(), 60, what="the original")
+        shutil.copy(fixture / "IMG_0001_v1.png", root / "IMG_0001_v1.png")  # the user saves a cropped version
+        wait_for(lambda: run.watcher.counters["crops_learned"] >= 1, 30, what="the version's crop")
+        run.wait_idle()
+    with Catalog(catalog_path, readonly=True) as cat:
+        crops = cat.user_crops("me")
+        assert [(Path(c["path"]).name, c["source"]) for c in crops] == [("IMG_0001.JPG", "digikam#IMG_0001_v1.png")]
+        assert crops[0]["detail"]["editor"] == "digikam" and crops[0]["weight"] > 0
