@@ -56,6 +56,7 @@ SECURITY_HEADERS = {
 ASSETS = {
     "review.js": ("review.js", "text/javascript; charset=utf-8"),
     "review.css": ("review.css", "text/css; charset=utf-8"),
+    "icon.svg": ("icon.svg", "image/svg+xml"),
 }
 IMAGE_SIZES = {"thumb": GRID_SIZE, "preview": PREVIEW_SIZE}
 

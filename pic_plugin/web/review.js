@@ -319,12 +319,17 @@
       afterImg.src = src;
     }
     $("large-title").textContent = p.name;
-    const status = p.decision ? p.decision.decision : p.status;
+    let status = p.decision ? p.decision.decision : p.status;
+    if (status === "suggested") status = "to review";
     $("large-info").textContent =
       `${p.ratio} · confidence ${confidence(p)} · ${status}` + (state.edit ? " · adjusted: Enter saves, Esc drops" : "");
     const box = shown(p);
     editor.hidden = !box;
-    if (box) place(editor, box);
+    $("shade").hidden = !box;
+    if (box) {
+      place(editor, box);
+      place($("shade"), box);
+    }
     renderAfter(p, box);
   }
 
