@@ -35,7 +35,8 @@ body { margin: 0; background: #1b1c1e; color: #e8e8e8; font: 14px/1.35 system-ui
 header { padding: .6em 1em; background: #111214; border-bottom: 1px solid #333; }
 h1 { font-size: 18px; margin: 0 0 .2em; }
 header p { margin: 0; color: #9a9ea4; }
-main { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 12px; padding: 12px; }
+main { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 12px; padding: 12px; align-items: start; }
+a { color: #ffcc33; }
 figure { margin: 0; background: #26282b; border-radius: 6px; padding: 6px; }
 img { width: 100%; height: auto; display: block; border-radius: 3px; }
 figcaption { padding-top: 5px; }

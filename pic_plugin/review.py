@@ -201,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> str:
         """The path after ``/t/<token>/``; refuses anything without the right token."""
+        if not self.path.startswith("/"):  # absolute-form targets name another host: not for us
+            raise _Refused(HTTPStatus.FORBIDDEN, "forbidden")
         path = urlsplit(self.path).path
         parts = path.split("/", 3)  # '', 't', token, rest
         if len(parts) < 3 or parts[0] != "" or parts[1] != "t" or not _same(parts[2], self.review.token):

@@ -4,7 +4,7 @@ A ``ReviewSession`` is a fixed, ordered list of catalog images (one ``pic review
 (DESIGN section 1: accept, tweak or ignore; never a silent change; undo):
 
 * **accept** (the suggestion or one of its alternatives, unchanged) and **adjust** (a crop the user dragged)
-  write the crop as the *user's own* crop: into the sidecars through ``pic_plugin.sidecars.write_user_crop``
+  write the crop as the *user's own* crop: into the sidecars through ``pic_plugin.sidecars.user_crop``
   (a darktable entry pic does not claim, so later ``pic batch`` runs keep it), suggestion status
   ``accepted``/``adjusted``, and a ``user_crops`` row (source ``review``, weight 0.5 for an accepted suggestion,
   1.0 for an adjusted crop) that fine-tuning learns from.
@@ -364,7 +364,7 @@ class ReviewSession:
                                      "press Shift+Enter to replace it")
         entry = self._undo_entry(status, rec, sugg)
         entry.files = _snapshot(image, self.options.targets)
-        from .sidecars import write_user_crop
+        from .sidecars.user_crop import write_user_crop
 
         size = (int(rec.width), int(rec.height)) if rec.width and rec.height else None
         report = write_user_crop(image, crop, orientation, targets=self.options.targets, size=size, force=True)
@@ -388,13 +388,15 @@ class ReviewSession:
         return sorted(set(out))
 
     def _finish_write(self, entry: _UndoEntry, report: Any) -> None:
-        if not report.ok:
+        kept = [t for t, r in report.results.items() if r.status == "kept-user-crop"]
+        if not report.ok or kept:
             # Put back what this write changed, then report; the catalog is untouched.
             for f in entry.files:
                 if f.path in report.files:
                     f.after_sha = _sha(_read(f.path))
                     _restore(f)
-            raise ReviewError("sidecar not written: " + "; ".join(f"{t}: {m}" for t, m in report.errors.items()))
+            problems = [f"{t}: {m}" for t, m in report.errors.items()] + [f"{t}: your own crop is kept" for t in kept]
+            raise ReviewError("sidecar not written: " + "; ".join(problems))
         written = set(report.files)
         entry.files = [f for f in entry.files if f.path in written]
         for f in entry.files:

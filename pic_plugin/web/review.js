@@ -76,6 +76,12 @@
 
   // --- grid ---
 
+  function visible(name) {
+    // Control characters in file names (a newline is legal on Linux) shown the way `pic` prints them.
+    const named = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+    return name.replace(/[\u0000-\u001f\u007f]/g, (c) => named[c] || `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  }
+
   function el(tag, cls, text) {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -105,7 +111,7 @@
     const img = el("img");
     img.loading = "lazy";
     img.decoding = "async";
-    img.alt = p.name;
+    img.alt = visible(p.name);
     if (p.size[0] && p.size[1]) { img.width = p.size[0]; img.height = p.size[1]; }
     img.src = `img/${p.id}/thumb?v=${encodeURIComponent(p.key)}`;
     frame.append(img);
@@ -123,7 +129,7 @@
       frame.append(crop);
     }
     const cap = el("figcaption");
-    cap.append(el("span", "name", p.name));
+    cap.append(el("span", "name", visible(p.name)));
     const meta = el("span", "meta");
     meta.append(el("span", "", p.ratio));
     meta.append(el("span", "conf", `confidence ${confidence(p)}`));
@@ -220,7 +226,7 @@
       if (state.large && state.edit) {
         res = await api("POST", `api/photos/${p.id}/adjust`, { crop: state.edit, replace });
       } else if (decided(p) && !state.alt.has(p.id)) {
-        message(`${p.name}: already ${p.decision.decision}`);
+        message(`${visible(p.name)}: already ${p.decision.decision}`);
         return select(state.sel + 1);
       } else {
         res = await api("POST", `api/photos/${p.id}/accept`, { index: state.alt.get(p.id) || 0, replace });
@@ -228,7 +234,7 @@
       state.edit = null;
       state.alt.delete(p.id);
       update(res);
-      message(`${res.decision.decision}: ${res.name} — written as your crop (U to undo)`);
+      message(`${res.decision.decision}: ${visible(res.name)} — written as your crop (U to undo)`);
       await select(state.sel + 1);
     });
   }
@@ -241,7 +247,7 @@
       state.alt.delete(p.id);
       state.edit = null;
       update(res);
-      message(`rejected: ${res.name} (U to undo)`);
+      message(`rejected: ${visible(res.name)} (U to undo)`);
       await select(state.sel + 1);
     });
   }
@@ -254,7 +260,7 @@
       update(res);
       const i = state.index.get(res.id);
       if (i !== undefined) await select(i);
-      message(`undone: ${res.undone} on ${res.name}`);
+      message(`undone: ${res.undone} on ${visible(res.name)}`);
     });
   }
 
@@ -267,7 +273,7 @@
     state.alt.set(p.id, i);
     state.edit = null;
     refresh(p);
-    message(`${p.name}: crop ${i + 1} of ${n}`);
+    message(`${visible(p.name)}: crop ${i + 1} of ${n}`);
   }
 
   function cycleRatio(step) {
@@ -277,12 +283,12 @@
       const r = state.ratios;
       const i = r.indexOf(p.ratio);
       const next = r[(i + step + r.length) % r.length];
-      message(`${p.name}: suggesting for ${next}…`);
+      message(`${visible(p.name)}: suggesting for ${next}…`);
       const res = await api("POST", `api/photos/${p.id}/ratio`, { ratio: next });
       state.alt.delete(p.id);
       state.edit = null;
       update(res);
-      message(`${res.name}: ratio ${res.ratio}`);
+      message(`${visible(res.name)}: ratio ${res.ratio}`);
     });
   }
 
@@ -318,7 +324,7 @@
       largeImg.src = src;
       afterImg.src = src;
     }
-    $("large-title").textContent = p.name;
+    $("large-title").textContent = visible(p.name);
     let status = p.decision ? p.decision.decision : p.status;
     if (status === "suggested") status = "to review";
     $("large-info").textContent =
@@ -381,7 +387,7 @@
     const p = current();
     if (p && state.edit) {
       refresh(p);
-      message(`${p.name}: adjusted — Enter saves it as your crop, Esc drops it`);
+      message(`${visible(p.name)}: adjusted — Enter saves it as your crop, Esc drops it`);
     }
   };
   editor.addEventListener("pointerup", endDrag);
