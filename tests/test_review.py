@@ -578,6 +578,33 @@ def test_review_page_end_to_end_in_chromium(env: Env, tmp_path: Path, chromium: 
         _wait(page, "() => document.getElementById('message').textContent.startsWith('adjusted')")
         page.keyboard.press("Escape")
         page.wait_for_selector("figure.card.adjusted")
+
+        # R twice: free -> original -> 1:1, suggested anew; a drag in the large view keeps the square.
+        _select(page, "plain.jpg")
+        page.keyboard.press("r")
+        _wait(page, "() => document.getElementById('message').textContent.endsWith('ratio original')")
+        page.keyboard.press("r")
+        _wait(page, "() => document.getElementById('message').textContent.endsWith('ratio 1:1')")
+        page.keyboard.press("v")
+        _wait(page, "() => document.getElementById('large-img').naturalWidth > 0")
+        handle = page.locator("#editor .handle[data-h='w']").bounding_box()
+        x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 40, y + 25, steps=5)
+        page.mouse.up()
+        box = page.locator("#editor").bounding_box()
+        assert abs(box["width"] - box["height"]) <= 2  # the locked ratio holds while dragging
+        page.keyboard.press("Enter")
+        _wait(page, "() => document.getElementById('message').textContent.startsWith('adjusted')")
+        page.keyboard.press("Escape")
+        square = env.catalog.user_crop(USER, env.session.photo(env.id_of("plain.jpg"))["key"], "review")["crop"]
+        assert abs(square.width * 600 - square.height * 400) <= 1
+        # U undoes the last decision: the photo is to review again and its new sidecar is gone.
+        page.keyboard.press("u")
+        _wait(page, "() => document.getElementById('message').textContent.startsWith('undone: adjusted')")
+        assert not darktable.sidecar_path(env.path("plain.jpg")).exists()
+        assert env.catalog.suggestion(env.id_of("plain.jpg"), USER, "1:1")["status"] == "suggested"
         page.keyboard.press("?")
         shot = tmp_path / "review.png"
         page.screenshot(path=str(shot))
