@@ -94,7 +94,8 @@ class ReviewServer:
         return {f"{HOST}:{self.port}", f"localhost:{self.port}"}
 
     def start(self) -> ReviewServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="pic-review", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="pic-review", daemon=True)
         self._thread.start()
         return self
 
@@ -167,6 +168,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Refused(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
             if route.startswith("api/"):
                 self._check_api_token()
+                if method == "HEAD":
+                    raise _Refused(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
                 if method == "POST":
                     self._check_write()
                     self._api_post(route, self._json_body())

@@ -493,6 +493,19 @@ def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path) -> No
         proc.stderr.close()  # type: ignore[union-attr]
 
 
+def test_review_and_report_usage_errors_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pic_cli.main import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["review"]).exit_code == 2
+    assert runner.invoke(cli, ["review", str(tmp_path / "missing")]).exit_code == 2
+    assert runner.invoke(cli, ["review", str(tmp_path), "--targets", "photoshop"]).exit_code == 2
+    assert runner.invoke(cli, ["report", str(tmp_path)]).exit_code == 2  # --html is required
+    assert runner.invoke(cli, ["report", str(tmp_path), "--html", str(tmp_path / "o"), "--ratio", "x"]).exit_code == 2
+
+
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     box: list[str] = []
     reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
