@@ -222,9 +222,9 @@ def test_undo_refuses_when_the_sidecar_changed_since(env: Env) -> None:
 
 
 def test_a_crop_made_elsewhere_is_only_replaced_when_asked(env: Env) -> None:
-    image = env.path("plain.jpg")
+    image = env.path("new\nline.jpg")  # a newline in the name, too
     write_user_crop(image, Box(0.05, 0.05, 0.6, 0.6), 1)  # as if the user had cropped in darktable
-    pid = env.id_of("plain.jpg")
+    pid = env.id_of("new\nline.jpg")
     with pytest.raises(ReviewConflict, match="your own crop"):
         env.session.accept(pid)
     assert _near(_user_darktable_crops(image)[0], [0.05, 0.05, 0.6, 0.6])
