@@ -45,3 +45,26 @@ def test_thumbnail_names_cannot_escape_the_cache(tmp_path: Path) -> None:
 def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "pic" / "thumbs"
+
+
+def test_concurrent_requests_render_a_thumbnail_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(jpeg_bytes(make_photo()))
+    calls: list[int] = []
+    real = thumbnails.render
+
+    def counting(image: Path, size: int) -> Image.Image:
+        calls.append(size)
+        return real(image, size)
+
+    monkeypatch.setattr(thumbnails, "render", counting)
+    cache = ThumbnailCache(tmp_path / "cache", workers=2)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get(photo, "ab" * 16, 200))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 8 and len(set(results)) == 1 and calls == [200]

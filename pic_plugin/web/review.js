@@ -327,8 +327,12 @@
     $("large-title").textContent = visible(p.name);
     let status = p.decision ? p.decision.decision : p.status;
     if (status === "suggested") status = "to review";
+    const theirs = (p.found || []).filter((f) => !f.pic).map((f) => f.source);
     $("large-info").textContent =
-      `${p.ratio} · confidence ${confidence(p)} · ${status}` + (state.edit ? " · adjusted: Enter saves, Esc drops" : "");
+      `${p.ratio} · confidence ${confidence(p)} · ${status}` +
+      (theirs.length && !decided(p) ? ` · has your own crop (${[...new Set(theirs)].join(", ")}): Shift+Enter replaces it` : "") +
+      (state.edit ? " · adjusted: Enter saves, Esc drops" : "");
+    if (p.found === undefined) loadFound(p);
     const box = shown(p);
     editor.hidden = !box;
     $("shade").hidden = !box;
@@ -337,6 +341,18 @@
       place($("shade"), box);
     }
     renderAfter(p, box);
+  }
+
+  async function loadFound(p) {
+    // The crops already in the photo's sidecars (asked once per photo, when the large view shows it).
+    p.found = [];
+    try {
+      const detail = await api("GET", `api/photos/${p.id}`);
+      p.found = detail.found || [];
+      if (state.large && current() === p) renderLarge();
+    } catch (e) {
+      p.found = [];
+    }
   }
 
   function renderAfter(p, box) {
