@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import _missing, jpeg_bytes, make_photo
 
+from conftest import _missing, jpeg_bytes, make_photo
 from pic_plugin.geometry import Box
 from pic_plugin.orientation import displayed_size
 from pic_plugin.sidecars import WRITE_TARGETS, find_crops, write_suggestion

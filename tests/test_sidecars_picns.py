@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import _missing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import _missing
 from pic_plugin.errors import SidecarError
 from pic_plugin.geometry import Box
 from pic_plugin.sidecars import picns

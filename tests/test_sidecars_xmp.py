@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import _missing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import _missing
 from pic_plugin.errors import ConcurrentChangeError, SidecarError
 from pic_plugin.sidecars import xmp
 from pic_plugin.sidecars.xmp import NS_RDF, Struct, XmpDocument, parse_xmp, read_sidecar, write_sidecar_atomic
