@@ -209,10 +209,11 @@ class ReviewSession:
                 raise ReviewConflict("this crop is already yours: undo (U) or adjust it instead of rejecting")
             entry = self._undo_entry("reject", rec, sugg)
             written = sugg.get("written") or {}
-            if written.get("targets") and written.get("mode") == "apply":
-                # pic batch applied this crop in darktable: demote it to a disabled suggestion.
+            if written.get("mode") == "apply" and written.get("darktable") in ("written", "unchanged"):
+                # pic batch applied this crop in darktable: demote it to a disabled suggestion. (A crs crop pic
+                # applied stays: the crs format has no disabled crop.)
                 suggestion = _suggestion_from_row(rec, sugg)
-                targets = tuple(t for t in written["targets"] if t in ("pic", "darktable"))
+                targets = tuple(t for t in written.get("targets", []) if t in ("pic", "darktable"))
                 if targets:
                     entry.files = _snapshot(Path(rec.path), targets)
                     from .sidecars import write_suggestion
