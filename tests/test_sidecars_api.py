@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import _missing, jpeg_bytes, make_photo
+from conftest import jpeg_bytes, make_photo, missing_requirement
 from pic_plugin.geometry import Box
 from pic_plugin.orientation import displayed_size
 from pic_plugin.sidecars import WRITE_TARGETS, find_crops, write_suggestion
@@ -114,7 +114,7 @@ def test_users_crop_is_kept_and_still_found(shared_data: Path, tmp_path: Path) -
 def test_foreign_properties_survive_according_to_exiv2(shared_data: Path, tmp_path: Path) -> None:
     exe = shutil.which("exiv2")
     if exe is None:
-        _missing("exiv2 is not installed (apt-get install exiv2)")
+        missing_requirement("exiv2 is not installed (apt-get install exiv2)")
     assert exe is not None
     img = photo(tmp_path, "aurora.jpg")
     sidecar = tmp_path / "aurora.jpg.xmp"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import _missing
+from conftest import missing_requirement
 from pic_plugin.errors import SidecarError
 from pic_plugin.geometry import Box
 from pic_plugin.orientation import stored_to_displayed
@@ -141,7 +141,7 @@ def test_sidecar_path_replaces_the_extension(tmp_path: Path) -> None:
 def test_exiv2_reads_the_written_crop_and_every_foreign_property(shared_data: Path, tmp_path: Path) -> None:
     exe = shutil.which("exiv2")
     if exe is None:
-        _missing("exiv2 is not installed (apt-get install exiv2)")
+        missing_requirement("exiv2 is not installed (apt-get install exiv2)")
     assert exe is not None
     src = (shared_data / "xmp-samples/photoprism/ladybug.xmp").read_bytes().replace(
         b"<crs:AlreadyApplied>True", b"<crs:AlreadyApplied>False")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import _missing
+from conftest import missing_requirement
 from pic_plugin.errors import SidecarError
 from pic_plugin.geometry import Box
 from pic_plugin.sidecars import picns
@@ -80,7 +80,7 @@ def test_damaged_record_is_a_sidecar_error() -> None:
 def test_exiv2_lists_the_record_without_registration(tmp_path: Path) -> None:
     exe = shutil.which("exiv2")
     if exe is None:
-        _missing("exiv2 is not installed (apt-get install exiv2)")
+        missing_requirement("exiv2 is not installed (apt-get install exiv2)")
     assert exe is not None
     doc = XmpDocument.new()
     write_record(doc, PicRecord(crop=Box(0.1, 0.2, 0.8, 0.9), score=0.5, model="m", alternatives=[(Box(0, 0, 1, 1), 0.1)],

@@ -207,9 +207,9 @@ def test_switching_on_a_suggestion_in_the_darktable_gui_applies_pics_rectangle(
     xvfb = shutil.which("xvfb-run")
     gui = shutil.which("darktable", path=os.path.dirname(darktable_cli)) or shutil.which("darktable")
     if xvfb is None or gui is None:
-        from conftest import _missing
+        from conftest import missing_requirement
 
-        _missing("xvfb-run and darktable (GUI) are needed (apt-get install xvfb xauth darktable)")
+        missing_requirement("xvfb-run and darktable (GUI) are needed (apt-get install xvfb xauth darktable)")
     img = tmp_path / "photo.jpg"
     img.write_bytes(jpeg_bytes(make_photo(*STORED, seed=3, subject=SUBJECT), 1))
     report = write_suggestion(img, _suggestion(A, 1), 1, mode="suggest")

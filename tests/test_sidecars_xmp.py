@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import _missing
+from conftest import missing_requirement
 from pic_plugin.errors import ConcurrentChangeError, SidecarError
 from pic_plugin.sidecars import xmp
 from pic_plugin.sidecars.xmp import NS_RDF, Struct, XmpDocument, parse_xmp, read_sidecar, write_sidecar_atomic
@@ -33,7 +33,7 @@ def sample_files(root: Path) -> list[Path]:
 def exiv2() -> str:
     exe = shutil.which("exiv2")
     if exe is None:
-        _missing("exiv2 is not installed (apt-get install exiv2)")
+        missing_requirement("exiv2 is not installed (apt-get install exiv2)")
     assert exe is not None
     return exe
 
