@@ -52,11 +52,11 @@ def chromium() -> str:
     """Debian's chromium for the review page's browser tests (Playwright drives it; no browser download)."""
     exe = os.environ.get("PIC_CHROMIUM") or next((c for c in CHROMIUM_CANDIDATES if os.access(c, os.X_OK)), None)
     if exe is None:
-        _missing("chromium is not installed (apt-get install chromium)")
+        missing_requirement("chromium is not installed (apt-get install chromium)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        _missing("playwright is not installed (pip install -e '.[test]')")
+        missing_requirement("playwright is not installed (pip install -e '.[test]')")
     assert exe is not None
     return exe
 
