@@ -5,7 +5,7 @@ Data flow (one process; DESIGN.md sections 2 and 7)::
     observers (inotify, or polling)  ->  EventRouter  ->  Debouncer  ->  catalog queue (watch_queue)
     initial / resumed scan (stat-only skip, back-pressured)  ------------^        |
                                                                                    v
-    main loop: claim -> learn from the photo's sidecars (find_crops -> Catalog.add_user_crop)
+    main loop: claim -> learn from the photo's edits (harvest readers -> Catalog.add_user_crop)
                -> unchanged? done : analysis thread pool (batch.process_file) -> batch._finish (catalog + sidecars)
     new user crops -> fine-tune (rate-limited, batched, own thread) -> reload scorer -> refresh not-yet-edited
     photos from cached features (no decode)
