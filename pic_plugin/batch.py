@@ -78,7 +78,8 @@ class FileResult:
 
 @dataclass
 class BatchSummary:
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)  # per FileResult.status
+    kept_user_crops: int = 0  # photos whose own (user-made) crop was left alone
     seconds: float = 0.0
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -88,10 +89,9 @@ class BatchSummary:
 
     def line(self) -> str:
         parts = [f"{self.counts[k]} {k}" for k in ("done", "unchanged", "planned", "error") if self.counts[k]]
-        kept = self.counts["kept-user-crop"]
-        if kept:
-            parts.append(f"{kept} with the user's own crop kept")
-        return f"{self.total - kept} photos: " + (", ".join(parts) or "nothing to do") + f" in {self.seconds:.1f}s"
+        if self.kept_user_crops:
+            parts.append(f"{self.kept_user_crops} with your own crop kept")
+        return f"{self.total} photos: " + (", ".join(parts) or "nothing to do") + f" in {self.seconds:.1f}s"
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
@@ -234,8 +234,8 @@ def run_batch(
 
     def emit(result: FileResult) -> None:
         summary.counts[result.status] += 1
-        if result.written.get("darktable") == "kept-user-crop":
-            summary.counts["kept-user-crop"] += 1
+        if "kept-user-crop" in (result.written.get("darktable"), result.written.get("crs")):
+            summary.kept_user_crops += 1
         if result.status == "error":
             summary.failed.append((result.path, result.error or "error"))
         if on_result:
@@ -349,10 +349,32 @@ def _finish(out: _Output, options: BatchOptions, catalog: Catalog) -> FileResult
 
 
 def _write_sidecars(out: _Output, options: BatchOptions) -> dict[str, Any]:
+    """Write the suggestion to the requested sidecars; what was done, per target, for the catalog and output.
+
+    ``files`` records each sidecar's (size, mtime) after writing, so that a re-run notices when the user (or
+    their editor) changed one since. Raises PicError when a target failed (the file counts as failed).
+    """
     from .sidecars import write_suggestion
 
     assert out.suggestion is not None
     report = write_suggestion(
         out.path, out.suggestion, out.orientation, targets=options.targets, mode=options.mode, force=options.force
     )
-    return report.to_json()
+    info: dict[str, Any] = {t: r.status for t, r in report.results.items()}
+    files: dict[str, list[int]] = {}
+    for result in report.results.values():
+        if result.path is not None:
+            try:
+                st = os.stat(result.path)
+                files[os.fsdecode(result.path)] = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                pass  # not created (e.g. crs skipped in suggest-only mode)
+    info["files"] = files
+    if report.darktable_entry is not None:
+        info["darktable_entry"] = list(report.darktable_entry)
+    notes = {t: r.message for t, r in report.results.items() if r.message and r.status != "error"}
+    if notes:
+        info["notes"] = notes
+    if report.errors:
+        raise PicError("; ".join(f"{target}: {message}" for target, message in report.errors.items()))
+    return info

@@ -109,7 +109,7 @@ def suggest(
         ious = _ious(boxes[i], boxes)
         return float(probs[ious >= SAME_CROP_IOU].sum())
 
-    crops = [snap_to_ratio(Box(*(float(v) for v in boxes[i])), size, ratio) for i in chosen]
+    crops = [snap_to_ratio(Box(*(float(v) for v in boxes[i])), size, ratio).rounded(6) for i in chosen]
     return Suggestion(
         path=path,
         crop=crops[0],

@@ -20,7 +20,7 @@ from pic_plugin.datasets import shared_data_dir
 STRICT = os.environ.get("PIC_STRICT_SKIPS") == "1"
 
 
-def _missing(reason: str) -> None:
+def missing_requirement(reason: str) -> None:
     if STRICT:
         pytest.fail(f"required in CI (PIC_STRICT_SKIPS=1): {reason}")
     pytest.skip(reason)
@@ -30,7 +30,7 @@ def _missing(reason: str) -> None:
 def shared_data() -> Path:
     root = shared_data_dir()
     if root is None:
-        _missing("../shared/data is not present beside this checkout (set PIC_SHARED_DATA to point at it)")
+        missing_requirement("../shared/data is not present beside this checkout (set PIC_SHARED_DATA to point at it)")
     assert root is not None
     return root
 
@@ -39,7 +39,7 @@ def shared_data() -> Path:
 def darktable_cli() -> str:
     exe = shutil.which("darktable-cli")
     if exe is None:
-        _missing("darktable-cli is not installed (apt-get install darktable)")
+        missing_requirement("darktable-cli is not installed (apt-get install darktable)")
     assert exe is not None
     return exe
 

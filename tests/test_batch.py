@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -127,3 +128,60 @@ def test_demo_copies_free_samples(tmp_path: Path) -> None:
     assert code == 0
     names = sorted(p.name for p in (tmp_path / "demo").iterdir())
     assert "lighthouse_rot90.jpg" in names and len(names) >= 5
+
+
+def test_batch_writes_sidecars_and_keeps_user_crops(photo_dir: Path, catalog_path: Path) -> None:
+    from pic_plugin.geometry import Box
+    from pic_plugin.sidecars import find_crops
+    from pic_plugin.sidecars.darktable import sidecar_path
+
+    before = _hashes(photo_dir)
+    code, out, _ = _run("batch", str(photo_dir), "--json", "-j", "1", "--catalog", str(catalog_path))
+    assert code == 0
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
+    img = photo_dir / "img_0.jpg"
+    found = {c.source: c for c in find_crops(img, 1)}
+    assert found["darktable"].is_pic_suggestion and found["pic"].is_pic_suggestion
+    assert list(found["darktable"].crop) == pytest.approx(rows["img_0.jpg"]["crop"], abs=2e-3)
+    assert rows["img_0.jpg"]["written"]["darktable"] == "written"
+
+    # The user makes their own crop in "darktable": a later run keeps it and records only the suggestion.
+    from pic_plugin.sidecars.darktable import write_crop
+    from pic_plugin.sidecars.xmp import parse_xmp, read_sidecar, write_sidecar_atomic
+
+    side = sidecar_path(img)
+    doc, stamp = read_sidecar(side)
+    assert doc is not None
+    write_crop(doc, Box(0.3, 0.3, 0.7, 0.9), 1, mode="apply", force=True, own=None, size=(600, 400), image_name=img.name)
+    write_sidecar_atomic(side, doc.to_bytes(), stamp)
+    code, out, _ = _run("batch", str(photo_dir), "--json", "-j", "1", "--catalog", str(catalog_path))
+    assert code == 0
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.splitlines())}
+    assert rows["img_0.jpg"]["status"] == "done"  # the sidecar changed, so the photo was looked at again
+    assert rows["img_0.jpg"]["written"]["darktable"] == "kept-user-crop"
+    assert rows["img_1.jpg"]["status"] == "unchanged"
+    user = [c for c in find_crops(img, 1) if c.source == "darktable"][0]
+    assert not user.is_pic_suggestion and list(user.crop) == pytest.approx([0.3, 0.3, 0.7, 0.9], abs=2e-3)
+    assert parse_xmp(side.read_bytes()) is not None
+    assert _hashes(photo_dir) == before  # originals untouched
+
+
+def test_batch_suggest_only_and_crs(photo_dir: Path, catalog_path: Path) -> None:
+    from pic_plugin.sidecars import find_crops
+
+    code, out, _ = _run(
+        "batch", str(photo_dir), "--suggest-only", "--targets", "pic,darktable,crs", "--json", "-j", "1",
+        "--catalog", str(catalog_path),
+    )
+    assert code == 0
+    row = json.loads(out.splitlines()[0])
+    assert row["written"]["darktable"] == "written" and row["written"]["crs"] == "skipped"
+    sources = {c.source for c in find_crops(Path(row["path"]), 1)}
+    assert sources == {"pic"}  # a disabled darktable entry is not a crop; crs has no disabled crop
+    code, out, _ = _run(
+        "batch", str(photo_dir), "--targets", "pic,darktable,crs", "--json", "-j", "1", "--catalog", str(catalog_path)
+    )
+    row = json.loads(out.splitlines()[0])
+    assert row["written"]["crs"] == "written"
+    assert (Path(row["path"]).with_suffix(".xmp")).exists()
+    assert {c.source for c in find_crops(Path(row["path"]), 1)} == {"pic", "darktable", "crs"}

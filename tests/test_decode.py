@@ -133,19 +133,25 @@ def test_raw_samples(shared_data: Path) -> None:
         decode(raw / "gopro_hero6.gpr")
 
 
-def test_unreadable_permissions(tmp_path: Path) -> None:
+def test_unreadable_files(tmp_path: Path) -> None:
     import os
 
-    path = tmp_path / "locked.jpg"
-    path.write_bytes(jpeg_bytes(make_photo()))
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root: permissions are not enforced")
-        with pytest.raises(DecodeError):
+    dangling = tmp_path / "gone.jpg"
+    dangling.symlink_to(tmp_path / "missing.jpg")
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    for path in (dangling, folder):
+        with pytest.raises(DecodeError, match="cannot read|corrupt|unreadable"):
             decode(path)
+    locked = tmp_path / "locked.jpg"
+    locked.write_bytes(jpeg_bytes(make_photo()))
+    locked.chmod(0)
+    try:
+        if not os.access(locked, os.R_OK):  # (root reads anything: only checked as a normal user)
+            with pytest.raises(DecodeError):
+                decode(locked)
     finally:
-        path.chmod(0o644)
+        locked.chmod(0o644)
 
 
 def test_odd_file_names(tmp_path: Path) -> None:
