@@ -17,7 +17,6 @@ it pic learns
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,22 +30,19 @@ from .editor_io import WorkDir
 from .errors import PicError
 from .geometry import FULL_FRAME, Box, Ratio
 from .scan import file_signature
+from .sidecars.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
 from .suggest import Suggestion, suggest
 
 #: Modules before ``crop`` in the pipe that change the frame the crop is relative to (FORMATS.md 1.6.3).
 FRAME_CHANGING = ("ashift", "clipping", "enlargecanvas", "rotatepixels", "scalepixels", "liquify")
 #: Modules that move content a little but keep the frame: the crop is applied, flagged approximate.
 CONTENT_SHIFTING = ("lens",)
-FLIP_AUTO = "ffffffff"  # flip params -1: follow the EXIF orientation, i.e. pic's displayed frame
 FULL_FRAME_EPS = 1e-4
 #: Style names as darktable shows them (and tags the image ``darktable|style|pic crop``). Fixed, not unique: the
 #: plugin imports, applies and deletes one style at a time, so a constant name keeps the user's tag list clean.
 STYLE_NAME = "pic crop"
 UNDO_STYLE_NAME = "pic crop undo"
 STYLE_DESCRIPTION_PREFIX = "pic:"
-
-# darktable flip bits (FORMATS.md 5.2): FLIP_Y 1, FLIP_X 2, SWAP_XY 4.
-_EXIF_TO_BITS = {1: 0, 2: 2, 3: 3, 4: 1, 5: 4, 6: 5, 7: 7, 8: 6}
 
 
 @dataclass
@@ -106,61 +102,27 @@ def _is_full(box: Box) -> bool:
 
 
 def _crop_box(item: StyleItem) -> Box | None:
-    if item.modversion not in (1, 2, 3):
-        return None
     try:
-        raw = bytes.fromhex(item.op_params)
-    except ValueError:
+        return CropParams.decode(item.modversion, decode_params(item.op_params)).box
+    except PicError:
         return None
-    if len(raw) < 16:
-        return None
-    return Box(*struct.unpack("<4f", raw[:16]))
 
 
-def _frame_bits(snapshot: Style | None, exif_orientation: int) -> int | None:
-    """darktable flip bits that turn the *stored* image into the crop frame; None when flip is off."""
+def _history_entry(item: StyleItem) -> HistoryEntry:
+    """A style item as the sidecar module's history entry (what its frame helpers take)."""
+    try:
+        params = decode_params(item.op_params)
+    except PicError:
+        params = None
+    return HistoryEntry(index=item.num, num=item.num, operation=item.operation, enabled=item.enabled,
+                        modversion=item.modversion, params_text=item.op_params, multi_priority=item.multi_priority,
+                        multi_name=item.multi_name, item=None, params=params)  # type: ignore[arg-type]
+
+
+def crop_frame(snapshot: Style | None, exif_orientation: int) -> int:
+    """EXIF number of darktable's crop frame (relative to the stored raster) for this history."""
     flip = snapshot.effective("flip") if snapshot else None
-    if flip is None or flip.op_params == FLIP_AUTO:
-        return _EXIF_TO_BITS.get(exif_orientation, 0)
-    if not flip.enabled:
-        return None
-    try:
-        value = int.from_bytes(bytes.fromhex(flip.op_params)[:4], "little", signed=True)
-    except ValueError:
-        return _EXIF_TO_BITS.get(exif_orientation, 0)
-    if flip.modversion == 1:  # v1 stored an orientation relative to EXIF; too rare to map, use EXIF
-        return _EXIF_TO_BITS.get(exif_orientation, 0)
-    return value & 7
-
-
-def _stored_to_frame(box: Box, bits: int) -> Box:
-    """Map a box in the stored raster to the frame after darktable's flip (FLIP_X, then FLIP_Y, then swap)."""
-    left, top, right, bottom = box
-    if bits & 2:
-        left, right = 1 - right, 1 - left
-    if bits & 1:
-        top, bottom = 1 - bottom, 1 - top
-    if bits & 4:
-        left, top, right, bottom = top, left, bottom, right
-    return Box(left, top, right, bottom)
-
-
-def _frame_to_stored(box: Box, bits: int) -> Box:
-    left, top, right, bottom = box
-    if bits & 4:
-        left, top, right, bottom = top, left, bottom, right
-    if bits & 1:
-        top, bottom = 1 - bottom, 1 - top
-    if bits & 2:
-        left, right = 1 - right, 1 - left
-    return Box(left, top, right, bottom)
-
-
-def displayed_to_crop_frame(box: Box, exif_orientation: int, snapshot: Style | None) -> Box:
-    """pic's displayed-frame box in darktable's crop frame (they differ only when the user re-rotated the image)."""
-    bits = _frame_bits(snapshot, exif_orientation)
-    stored = _frame_to_stored(box, _EXIF_TO_BITS.get(exif_orientation, 0))
-    return _stored_to_frame(stored, 0 if bits is None else bits)
+    return frame_orientation(_history_entry(flip) if flip else None, exif_orientation)[0]
 
 
 def own_params(catalog: Catalog, path: Path) -> set[str]:
@@ -238,14 +200,10 @@ def _plan_one(
             result.status = "skipped"
             result.message = f"{', '.join(blocking)} changes the frame before crop; crop by hand or disable it"
             return result
-        if _frame_bits(snapshot, fa.orientation) is None:
-            result.status = "skipped"
-            result.message = "the orientation module is off; pic's crop would land in the wrong place"
-            return result
         if any((it := snapshot.effective(op)) is not None and it.enabled for op in CONTENT_SHIFTING):
             result.message = "lens correction is on: the crop may be off by a few pixels"
 
-    frame_box = displayed_to_crop_frame(s.crop, fa.orientation, snapshot)
+    frame_box = displayed_to_frame(s.crop, crop_frame(snapshot, fa.orientation), fa.orientation)
     item = crop_item(frame_box)
     result.params = item.op_params
     name = STYLE_NAME

@@ -26,26 +26,7 @@ from defusedxml import ElementTree as SafeET
 
 from .errors import PicError
 from .geometry import Box
-
-try:  # the shared encoder (pic_plugin.sidecars); the fallback only bridges the time until that lands on main
-    from .sidecars.darktable import CropParams, encode_params
-except ImportError:  # pragma: no cover - removed once pic_plugin.sidecars.darktable is merged
-    import struct
-
-    @dataclass(frozen=True)
-    class CropParams:  # type: ignore[no-redef]
-        cx: float
-        cy: float
-        cw: float
-        ch: float
-        ratio_n: int = 0
-        ratio_d: int = 0
-
-        def encode(self, version: int = 1) -> bytes:
-            return struct.pack("<4f2i", self.cx, self.cy, self.cw, self.ch, self.ratio_n, self.ratio_d)
-
-    def encode_params(blob: bytes) -> str:  # type: ignore[misc]
-        return blob.hex()
+from .sidecars.darktable import CropParams, encode_params
 
 #: darktable 4.2's default blend params (blendop version 11). ``crop`` has no blending and ignores them, but the
 #: style reader expects both fields; older/newer versions convert them with their legacy code.

@@ -28,7 +28,7 @@ import pytest
 from darktable_gui import Xvfb, active, missing_programs, read_history, run_darktable
 from PIL import Image, ImageOps
 
-from conftest import _missing, jpeg_bytes, make_photo
+from conftest import jpeg_bytes, make_photo, missing_requirement
 from pic_plugin.dtstyle import StyleItem, crop_item, make_style, write_style
 from pic_plugin.geometry import Box
 
@@ -212,7 +212,7 @@ def _crop_params(box: Box) -> str:
 def session(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     missing = missing_programs()
     if missing:
-        _missing(f"the darktable GUI test needs {', '.join(missing)} (apt-get install darktable xvfb x11-apps imagemagick)")
+        missing_requirement(f"the darktable GUI test needs {', '.join(missing)} (apt-get install darktable xvfb x11-apps imagemagick)")
     tmp = tmp_path_factory.mktemp("dtgui")
     photos, stage, shots = tmp / "photos", tmp / "stage", tmp / "shots"
     for d in (photos, stage, shots):
