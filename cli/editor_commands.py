@@ -11,10 +11,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
-from pic_plugin import scorers
+from pic_plugin import bqm, scorers
 from pic_plugin.dtplugin import PlanOptions, PlanResult, plan
 from pic_plugin.editor_io import WorkDir, read_file_list
 from pic_plugin.errors import PicError
@@ -122,4 +123,64 @@ def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | 
     learn.main(args=args, prog_name="pic learn", standalone_mode=True)
 
 
-COMMANDS = [dtstyle, learn_files]
+@click.command("crop-file")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--bqm-paths", type=click.File("rb"), metavar="FILE",
+              help="Read INPUT and OUTPUT from FILE ('-' = stdin) as digiKam's BQM writes them into pic-bqm.sh's "
+                   "here-document: two double-quoted lines. Safe for any file name.")
+@click.option("--mode", type=click.Choice(["crop", "metadata"]), default="crop", show_default=True,
+              help="crop: write the cropped image; metadata: copy the image and tag it pic/suggested in its sidecar.")
+@click.option("--timeout", type=click.FloatRange(0, bqm.BQM_TIMEOUT), default=bqm.DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds for the suggestion; after that the uncropped copy is written (digiKam allows 60 s).")
+@click.option("--sidecar-name", "naming", type=click.Choice(["ext", "base"]), default="ext", show_default=True,
+              help="Sidecar digiKam reads: ext = IMG.jpg.xmp (default), base = IMG.xmp ('compatible' setting).")
+@catalog_option
+@user_option
+@ratio_option
+@click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line.")
+def crop_file(
+    paths: tuple[Path, ...],
+    bqm_paths: BinaryIO | None,
+    mode: str,
+    timeout: float,
+    naming: str,
+    catalog_path: Path | None,
+    user: str | None,
+    ratio: Ratio,
+    scorer: str | None,
+    as_json: bool,
+) -> None:
+    """Write OUTPUT from INPUT for digiKam's Batch Queue Manager: pic's crop, or the copy plus a tagged sidecar.
+
+    Usage: pic crop-file INPUT OUTPUT, or pic crop-file --bqm-paths - (see plugins/digikam/pic-bqm.sh).
+    The original is never written; OUTPUT is always created, uncropped if the suggestion takes too long.
+    """
+    if bqm_paths is not None:
+        if paths:
+            raise click.UsageError("give INPUT OUTPUT or --bqm-paths, not both")
+        try:
+            src, out = bqm.parse_bqm_paths(bqm_paths.read(1 << 20))
+        except PicError as exc:
+            raise click.UsageError(str(exc)) from exc
+    elif len(paths) == 2:
+        src, out = paths
+    else:
+        raise click.UsageError("give INPUT and OUTPUT (or --bqm-paths -)")
+    try:
+        with open_catalog(catalog_path) as catalog:
+            result = bqm.crop_file(src, out, catalog, ratio=ratio, user=user, mode=mode,  # type: ignore[arg-type]
+                                   timeout=timeout or None, naming=naming, scorer=scorer)  # type: ignore[arg-type]
+    except (PicError, OSError) as exc:
+        message = str(exc) if isinstance(exc, PicError) else (exc.strerror or str(exc))
+        raise click.ClickException(f"{show_path(src)}: {message}") from exc
+    if result.message:
+        click.echo(f"pic: {show_path(src)}: {result.message}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    elif result.suggestion is not None:
+        crop = ", ".join(f"{v:.3f}" for v in result.suggestion.crop)
+        click.echo(f"{show_path(src)}: {result.status} [{crop}] score {result.suggestion.score:.2f}")
+
+
+COMMANDS = [dtstyle, crop_file, learn_files]
