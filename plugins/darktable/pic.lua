@@ -1,7 +1,7 @@
 --[[
   pic.lua - crop suggestions in your own style, inside darktable
 
-  pic (https://github.com/pic-crop/pic) learns how you crop and suggests crops in that style. This script
+  pic learns how you crop and suggests crops in that style (see plugins/darktable/README.md). This script
   adds a "pic crop" module to the lighttable (right panel):
 
     * ratio            the aspect ratio of the suggestions (free, original, 1:1, 4:5, ...)
@@ -71,7 +71,7 @@ script_data.metadata = {
   name = "pic",
   purpose = _("crop suggestions in your own style"),
   author = "pic contributors",
-  help = "https://github.com/pic-crop/pic/blob/main/plugins/darktable/README.md",
+  help = "pic's plugins/darktable/README.md (installation, preferences, how undo works)",
 }
 
 script_data.destroy = nil
