@@ -52,8 +52,9 @@ def bqm(tmp_path: Path, catalog_path: Path):
     work = tmp_path / "bqm-work"
     for d in (album, work):
         d.mkdir()
-    for i, name in enumerate(HOSTILE):
-        (album / name).write_bytes(jpeg_bytes(make_photo(600, 400, seed=i, subject=(0.3 + 0.1 * i, 0.5))))
+    photo = jpeg_bytes(make_photo(600, 400, seed=1, subject=(0.35, 0.5)))
+    for name in HOSTILE:  # one content under every name: after the first, pic answers from its catalog cache
+        (album / name).write_bytes(photo)
     originals = {n: hashlib.sha256((album / n).read_bytes()).hexdigest() for n in HOSTILE}
     text = SCRIPT.read_text()
 
