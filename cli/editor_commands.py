@@ -55,6 +55,8 @@ files_from_option = click.option(
     help="Folder with snap-<N>.dtstyle (each image's history exported by darktable): plan an apply with undo.",
 )
 @click.option("--replace-crops", is_flag=True, help="Apply even where the user already cropped the image.")
+@click.option("--write-sidecars", is_flag=True,
+              help="Sidecar route (darktable 5.2+): also append the crop to each IMG.ext.xmp for image:apply_sidecar.")
 @catalog_option
 @user_option
 @ratio_option
@@ -67,6 +69,7 @@ def dtstyle(
     out_dir: Path,
     snapshots: Path | None,
     replace_crops: bool,
+    write_sidecars: bool,
     catalog_path: Path | None,
     user: str | None,
     ratio: Ratio,
@@ -81,7 +84,7 @@ def dtstyle(
     """
     paths = _images(images, files_from)
     options = PlanOptions(ratio=ratio, user=user, top_k=top_k, scorer=scorer, snapshots=snapshots,
-                          replace_crops=replace_crops)
+                          replace_crops=replace_crops, write_sidecars=write_sidecars)
 
     def show(result: PlanResult) -> None:
         if as_json:
@@ -102,6 +105,15 @@ def dtstyle(
         sys.exit(1)
 
 
+def _from_library_args(learn: click.Command, paths: list[str]) -> list[str]:
+    """``--from-library`` as the learn command declares it: a repeatable option (one flag per path) or a flag
+    followed by the paths as arguments."""
+    option = next((p for p in learn.params if isinstance(p, click.Option) and "--from-library" in p.opts), None)
+    if option is not None and not option.is_flag:
+        return [arg for path in paths for arg in ("--from-library", path)]
+    return ["--from-library", *paths]
+
+
 @click.command("learn-files")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @files_from_option
@@ -119,7 +131,7 @@ def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | 
     args = ["--user", user]
     if catalog_path is not None:
         args += ["--catalog", os.fspath(catalog_path)]
-    args += ["--from-library", *(os.fspath(p) for p in found)]
+    args += _from_library_args(learn, [os.fspath(p) for p in found])
     learn.main(args=args, prog_name="pic learn", standalone_mode=True)
 
 

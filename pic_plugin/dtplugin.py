@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .editor_io import WorkDir
 from .errors import PicError
 from .geometry import FULL_FRAME, Box, Ratio
 from .scan import file_signature
+from .sidecars import write_suggestion
 from .sidecars.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
 from .suggest import Suggestion, suggest
 
@@ -57,7 +58,7 @@ class PlanResult:
     undo: tuple[str, Path] | None = None  # (style name, file) that restores the crop state before
     message: str = ""
     params: str = ""  # darktable params text of the applied crop
-    extra: dict[str, Any] = field(default_factory=dict)
+    sidecar: Path | None = None  # the darktable sidecar pic appended the crop to (sidecar route)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "path": os.fsdecode(self.path), "status": self.status}
@@ -146,6 +147,7 @@ class PlanOptions:
     scorer: str | None = None
     snapshots: Path | None = None  # folder with snap-<index>.dtstyle: plan an apply (else only suggest)
     replace_crops: bool = False
+    write_sidecars: bool = False  # sidecar route (darktable 5.2+ ``image:apply_sidecar``): append to IMG.ext.xmp
 
 
 def plan(
@@ -228,8 +230,25 @@ def _plan_one(
                                            [undo_item]))
         result.undo = (undo_name, undo_file)
         result.status = "ready"
+        if options.write_sidecars:
+            _append_to_sidecar(path, s, fa.orientation, result)
     _record(catalog, path, fa, s, options, result)
     return result
+
+
+def _append_to_sidecar(path: Path, s: Suggestion, orientation: int, result: PlanResult) -> None:
+    """Sidecar route: append pic's crop to the sidecar darktable just wrote; the plugin then reloads it.
+
+    The user-crop check was made on the snapshot already (the sidecar module would take pic's earlier style
+    crop for the user's), hence ``force``.
+    """
+    report = write_suggestion(path, s, orientation, targets=("pic", "darktable"), mode="apply", force=True)
+    dt = report.results.get("darktable")
+    if dt is None or dt.status not in ("written", "unchanged"):
+        result.status = "error"
+        result.message = f"sidecar not written: {dt.message if dt else 'no result'}"
+        return
+    result.sidecar = dt.path
 
 
 def _describe(s: Suggestion) -> str:

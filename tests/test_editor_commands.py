@@ -186,8 +186,80 @@ def test_learn_files_forwards_to_learn(tmp_path: Path, catalog_path: Path) -> No
                     "paths": [str(p) for p in sidecars]}
 
 
+def test_learn_files_repeats_a_multiple_option(tmp_path: Path) -> None:
+    seen: dict[str, object] = {}
+
+    @click.command("learn")
+    @click.option("--user")
+    @click.option("--from-library", "library", multiple=True)
+    def fake_learn(user: str, library: tuple[str, ...]) -> None:
+        seen.update(user=user, library=list(library))
+
+    had = cli.commands.get("learn")
+    cli.add_command(fake_learn)
+    try:
+        code, _, _ = _run("learn-files", str(tmp_path / "a b.xmp"), str(tmp_path / "c.xmp"), "--user", "anna")
+    finally:
+        cli.commands.pop("learn")
+        if had is not None:
+            cli.add_command(had)
+    assert code == 0 and seen == {"user": "anna", "library": [str(tmp_path / "a b.xmp"), str(tmp_path / "c.xmp")]}
+
+
 def test_learn_files_without_learn_command(tmp_path: Path) -> None:
     if "learn" in cli.commands:
         pytest.skip("pic has a learn command now")
     code, _, err = _run("learn-files", str(tmp_path / "a.xmp"), "--user", "anna")
     assert code == 1 and "no `learn` command" in err
+
+
+DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:darktable="http://darktable.sf.net/"
+   darktable:xmp_version="5"
+   darktable:raw_params="0"
+   darktable:auto_presets_applied="1"
+   darktable:history_end="1"
+   darktable:iop_order_version="2">
+   <darktable:history>
+    <rdf:Seq>
+     <rdf:li
+      darktable:num="0"
+      darktable:operation="exposure"
+      darktable:enabled="1"
+      darktable:modversion="6"
+      darktable:params="00000000000000000000c03f00004842000080c000000000"
+      darktable:multi_name=""
+      darktable:multi_priority="0"
+      darktable:blendop_version="11"
+      darktable:blendop_params="gz14eJxjYIAACQYYOOHEgAZY0QVwggZ7CB6pfNoAAE8gGQg="/>
+    </rdf:Seq>
+   </darktable:history>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def test_dtstyle_sidecar_route_appends_to_the_current_sidecar(hostile_dir: Path, tmp_path: Path,
+                                                             catalog_path: Path) -> None:
+    from pic_plugin.sidecars.darktable import read_history
+    from pic_plugin.sidecars.xmp import parse_xmp
+
+    image = hostile_dir / HOSTILE[2]
+    sidecar = hostile_dir / (HOSTILE[2] + ".xmp")
+    sidecar.write_text(DARKTABLE_SIDECAR)  # as darktable wrote it just before ("write sidecar files")
+    snaps = tmp_path / "snaps"
+    snaps.mkdir()
+    _snapshot(snaps, 1, [StyleItem(0, "exposure", 6, "00000000000000000000c03f00004842000080c000000000")])
+    code, out, _ = _run("dtstyle", str(image), "--out", str(tmp_path / "w"), "--snapshots", str(snaps),
+                        "--write-sidecars", "--json", "--catalog", str(catalog_path))
+    assert code == 0 and json.loads(out)["status"] == "ready"
+    hist = read_history(parse_xmp(sidecar.read_bytes()))
+    assert hist is not None
+    assert [(e.operation, e.enabled) for e in hist.entries] == [("exposure", True), ("crop", True)]
+    assert hist.history_end == 2
+    assert hist.entries[1].params_text == json.loads(out)["darktable_params"] or iou(
+        _params_box(hist.entries[1].params_text), _params_box(json.loads(out)["darktable_params"])) > 0.99

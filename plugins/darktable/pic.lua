@@ -40,8 +40,10 @@
       - leave an image alone when you already cropped it yourself (preference "replace my crops" to override),
       - map the crop into the frame you rotated the image to,
       - write an "undo" style that restores the crop state from before (appended too, nothing is deleted).
-    darktable 5.2+ (Lua API 9.5.0) also has image:apply_sidecar(), which REPLACES the history with a sidecar;
-    this script does not use it: the style route works on every version and never drops an edit.
+    darktable 5.2+ (Lua API 9.5.0) also has image:apply_sidecar(), which REPLACES the history with a sidecar.
+    It is used only when you turn on the preference "apply through the sidecar" (offered on 5.2+ only): the
+    script first makes darktable write the sidecars, pic appends its crop to them, then each is reloaded and
+    written again - the history is kept because the sidecar held it a moment before.
 
   Requires darktable 4.0 or newer (Lua API 7.0.0+), Linux or macOS (dt.control.execute uses sh).
 ]]
@@ -101,6 +103,16 @@ dt.preferences.register(MODULE, "replace_crops", "bool", _("pic: replace my crop
   _("apply suggestions also to images you already cropped yourself"), false)
 dt.preferences.register(MODULE, "catalog", "string", _("pic: catalog file"),
   _("pic's catalog (empty: pic's default in ~/.local/share/pic)"), "")
+
+-- image:apply_sidecar() exists from Lua API 9.5.0 (darktable 5.2). It REPLACES the history with the sidecar, so it
+-- is opt-in; pic appends its crop to a sidecar darktable wrote just before, so the history is kept.
+local HAS_APPLY_SIDECAR = dt.configuration.api_version_major > 9
+  or (dt.configuration.api_version_major == 9 and dt.configuration.api_version_minor >= 5)
+if HAS_APPLY_SIDECAR then
+  dt.preferences.register(MODULE, "sidecar_route", "bool", _("pic: apply through the sidecar"),
+    _("darktable 5.2+: write the sidecar, append pic's crop to it and reload it (image:apply_sidecar) instead of "
+      .. "applying a style"), false)
+end
 
 local function pref(name, kind)
   return dt.preferences.read(MODULE, name, kind)
@@ -416,6 +428,16 @@ function pic.apply(images)
   local args = "dtstyle --files-from " .. sq(work.list) .. " --out " .. sq(work.dir) .. " --snapshots " .. sq(snaps)
     .. " --ratio " .. sq(current_ratio()) .. user_args() .. " " .. common_args()
   if pref("replace_crops", "bool") then args = args .. " --replace-crops" end
+  local sidecar_route = HAS_APPLY_SIDECAR and pref("sidecar_route", "bool")
+  for _i, image in ipairs(images) do
+    -- pic writes IMG.ext.xmp; a duplicate's sidecar is IMG_NN.ext.xmp: use the style route for such a batch
+    if image.duplicate_index ~= 0 then sidecar_route = false end
+  end
+  if sidecar_route then
+    -- the sidecars must hold the current history before pic appends to them (acts on the same images)
+    pcall(dt.gui.action, "lib/copy_history/write sidecar files", 0, "", "", 1.0)
+    args = args .. " --write-sidecars"
+  end
   local rc = run_pic(args, work, _("pic: applying crops"))
   dt.control.execute("rm -rf " .. sq(snaps))
   local rows = read_results(work.dir .. "/results.tsv")
@@ -425,7 +447,13 @@ function pic.apply(images)
   for i, image in ipairs(images) do
     local row = rows[i]
     if row and row.status == "ready" then
-      local ok, why = apply_style_file(row.style_file, row.style_name, image)
+      local ok, why
+      if sidecar_route then
+        ok, why = pcall(function() image:apply_sidecar(image.sidecar) end)
+        why = tostring(why)
+      else
+        ok, why = apply_style_file(row.style_file, row.style_name, image)
+      end
       if ok then
         summary.done = summary.done + 1
         undo.items[#undo.items + 1] = { image = image, undo_name = row.undo_name, undo_file = row.undo_file }
@@ -443,6 +471,9 @@ function pic.apply(images)
       dt.print_error("pic: " .. image.filename .. ": " .. row.message)
       summary.message = row.message
     end
+  end
+  if sidecar_route then
+    pcall(dt.gui.action, "lib/copy_history/write sidecar files", 0, "", "", 1.0)  -- timestamps match again
   end
   if #undo.items > 0 then
     if pic.last_apply then remove_work(pic.last_apply.work) end
