@@ -6,7 +6,7 @@ import click
 
 from pic_plugin import __version__
 
-from . import batch_commands, editor_commands
+from . import batch_commands, editor_commands, library_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +15,7 @@ def cli() -> None:
     """pic: crop suggestions in your own style, written where darktable, digiKam and Lightroom see them."""
 
 
-for command in batch_commands.COMMANDS + editor_commands.COMMANDS:
+for command in batch_commands.COMMANDS + library_commands.COMMANDS + editor_commands.COMMANDS:
     cli.add_command(command)
 
 

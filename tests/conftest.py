@@ -44,6 +44,17 @@ def darktable_cli() -> str:
     return exe
 
 
+DIGIKAM_DBCONFIG = Path("/usr/share/digikam/database/dbconfig.xml")
+
+
+@pytest.fixture(scope="session")
+def digikam_dbconfig() -> Path:
+    """digiKam's real database schema, shipped by Debian's digikam-data package."""
+    if not DIGIKAM_DBCONFIG.is_file():
+        missing_requirement("digiKam's dbconfig.xml is not installed (apt-get install digikam-data)")
+    return DIGIKAM_DBCONFIG
+
+
 def make_photo(width: int = 600, height: int = 400, seed: int = 0, subject: tuple[float, float] = (0.6, 0.45)) -> Image.Image:
     """A synthetic photo: a soft gradient background with one bright textured subject blob."""
     rng = np.random.default_rng(seed)

@@ -346,6 +346,14 @@ def _prefix_of(qname: str | None) -> str | None:
 
 def parse_xmp(data: bytes, *, source: str = "sidecar") -> XmpDocument:
     """Parse XMP bytes safely. Raises ``SidecarError`` for anything that is not a plain, well-formed XMP packet."""
+    doc = parse_xml(data, source=source)
+    doc.rdf()  # validates that this is XMP at all
+    return doc
+
+
+def parse_xml(data: bytes, *, source: str = "sidecar") -> XmpDocument:
+    """Parse any XML document with the same hardening as ``parse_xmp`` but without requiring XMP structure
+    (for XML carried inside an XMP value, e.g. digiKam's image history). ``root`` is the document element."""
     if len(data) > MAX_BYTES:
         raise SidecarError(f"{source}: {len(data)} bytes is more than the {MAX_BYTES >> 20} MiB pic accepts for XMP")
     builder = _Builder()
@@ -371,9 +379,7 @@ def parse_xmp(data: bytes, *, source: str = "sidecar") -> XmpDocument:
         raise SidecarError(f"{source}: unreadable XML ({type(exc).__name__}: {exc})") from None
     if builder.root is None:
         raise SidecarError(f"{source}: empty XML document")
-    doc = XmpDocument(builder.root, builder.prolog, builder.epilog, data.lstrip(b"\xef\xbb\xbf").startswith(b"<?xml"))
-    doc.rdf()  # validates that this is XMP at all
-    return doc
+    return XmpDocument(builder.root, builder.prolog, builder.epilog, data.lstrip(b"\xef\xbb\xbf").startswith(b"<?xml"))
 
 
 class _NoResolver(xml.sax.handler.EntityResolver):
