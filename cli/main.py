@@ -6,7 +6,10 @@ import click
 
 from pic_plugin import __version__
 
-from . import batch_commands, editor_commands, library_commands
+from . import batch_commands, editor_commands, library_commands, review_commands
+
+# One module per group of commands; each exports COMMANDS.
+COMMAND_MODULES = (batch_commands, library_commands, review_commands, editor_commands)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,8 +18,9 @@ def cli() -> None:
     """pic: crop suggestions in your own style, written where darktable, digiKam and Lightroom see them."""
 
 
-for command in batch_commands.COMMANDS + library_commands.COMMANDS + editor_commands.COMMANDS:
-    cli.add_command(command)
+for module in COMMAND_MODULES:
+    for command in module.COMMANDS:
+        cli.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -403,6 +403,24 @@ class Catalog:
             out.append(r)
         return out
 
+    # The review page's undo needs to read back and remove one decision (no schema change).
+
+    def user_crop(self, user: str, content_key: str, source: str) -> dict[str, Any] | None:
+        """The crop ``user`` recorded for one image content from ``source``, or None."""
+        for r in self.db.query(
+            "SELECT * FROM user_crops WHERE user = ? AND content_key = ? AND source = ?", [user, content_key, source]
+        ):
+            r["crop"] = Box(*json.loads(r["crop"]))
+            r["detail"] = json.loads(r["detail"] or "{}")
+            return r
+        return None
+
+    def remove_user_crop(self, user: str, content_key: str, source: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "DELETE FROM user_crops WHERE user = ? AND content_key = ? AND source = ?", [user, content_key, source]
+            )
+
     # --- model versions ---
 
     def save_model(self, user: str, data: bytes, metrics: dict[str, Any] | None = None, note: str = "") -> int:

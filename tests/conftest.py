@@ -55,6 +55,23 @@ def digikam_dbconfig() -> Path:
     return DIGIKAM_DBCONFIG
 
 
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium for the review page's browser tests (Playwright drives it; no browser download)."""
+    exe = os.environ.get("PIC_CHROMIUM") or next((c for c in CHROMIUM_CANDIDATES if os.access(c, os.X_OK)), None)
+    if exe is None:
+        missing_requirement("chromium is not installed (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing_requirement("playwright is not installed (pip install -e '.[test]')")
+    assert exe is not None
+    return exe
+
+
 def make_photo(width: int = 600, height: int = 400, seed: int = 0, subject: tuple[float, float] = (0.6, 0.45)) -> Image.Image:
     """A synthetic photo: a soft gradient background with one bright textured subject blob."""
     rng = np.random.default_rng(seed)

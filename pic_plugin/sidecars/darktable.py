@@ -668,7 +668,8 @@ def _pixel_exact(value_lo: float, value_hi: float, extent: float) -> tuple[float
     if abs(x0 - round(x0)) > 1e-3 or abs(x1 - round(x1)) > 1e-3:
         return value_lo, value_hi
     t0, tw = round(x0), round(x1) - round(x0)
-    lo, hi = f32(value_lo), f32(value_hi)
+    # Start from the whole-pixel edges themselves (the request is within 1/1000 px of them), then nudge.
+    lo, hi = f32(t0 / extent), f32((t0 + tw) / extent)
     for _ in range(64):
         if int(w * lo) >= t0:
             break

@@ -1,0 +1,523 @@
+// pic review page: a grid of photos with pic's crop drawn on them, keyboard-first decisions, drag to adjust.
+// Plain JavaScript, no build step, nothing loaded from anywhere but this local server. Every text that comes
+// from the catalog (file names) goes through textContent, never innerHTML.
+"use strict";
+(() => {
+  const token = document.querySelector('meta[name="pic-token"]').content;
+  const $ = (id) => document.getElementById(id);
+  const grid = $("grid");
+  const state = {
+    photos: [], // loaded photos, in review order
+    index: new Map(), // id -> position in photos
+    alt: new Map(), // id -> alternative chosen on the page (0 = pic's suggestion)
+    sel: 0,
+    nextPage: 0,
+    pages: null,
+    pageSize: 60,
+    loading: null,
+    ratios: ["free"],
+    large: false,
+    edit: null, // crop being adjusted in the large view
+    busy: false,
+  };
+
+  // --- server ---
+
+  async function api(method, path, body) {
+    const opts = { method, headers: { "X-Pic-Token": token } };
+    if (method === "POST") {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body || {});
+    }
+    const response = await fetch(path, opts);
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    if (!response.ok) throw new Error((data && data.error) || `HTTP ${response.status}`);
+    return data;
+  }
+
+  function message(text, isError) {
+    const m = $("message");
+    m.textContent = text;
+    m.classList.toggle("error", !!isError);
+  }
+
+  // --- model helpers ---
+
+  function crops(p) {
+    return p.crop ? [p.crop, ...p.alternatives.map((a) => a.crop)] : [];
+  }
+  function decided(p) {
+    return p.decision && p.decision.decision !== "rejected" ? p.decision : null;
+  }
+  function shown(p) {
+    // The crop a card shows: the user's decision unless they picked an alternative since, else the alternative.
+    if (state.large && state.edit && current() === p) return state.edit;
+    const d = decided(p);
+    if (d && !state.alt.has(p.id)) return d.crop;
+    return crops(p)[state.alt.get(p.id) || 0] || null;
+  }
+  function confidence(p) {
+    const i = state.alt.get(p.id) || 0;
+    const s = i === 0 ? p.score : (p.alternatives[i - 1] || {}).score;
+    return typeof s === "number" ? `${Math.round(s * 100)}%` : "–";
+  }
+  function aspect(p) {
+    // Locked ratio as normalized width / height (null when free).
+    const [w, h] = p.size;
+    if (!p.ratio || p.ratio === "free" || !w || !h) return null;
+    if (p.ratio === "original") return 1;
+    const parts = p.ratio.split(":").map(Number);
+    return parts.length === 2 && parts[0] > 0 && parts[1] > 0 ? (parts[0] / parts[1]) * (h / w) : null;
+  }
+  function current() {
+    return state.photos[state.sel];
+  }
+
+  // --- grid ---
+
+  function visible(name) {
+    // Control characters in file names (a newline is legal on Linux) shown the way `pic` prints them.
+    const named = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+    return name.replace(/[\u0000-\u001f\u007f]/g, (c) => named[c] || `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  }
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function place(node, box) {
+    node.style.left = `${box[0] * 100}%`;
+    node.style.top = `${box[1] * 100}%`;
+    node.style.width = `${(box[2] - box[0]) * 100}%`;
+    node.style.height = `${(box[3] - box[1]) * 100}%`;
+  }
+
+  function renderCard(p, fig) {
+    fig.replaceChildren();
+    fig.className = "card";
+    const status = p.decision ? p.decision.decision : p.status;
+    if (status) fig.classList.add(status);
+    if (state.photos[state.sel] === p) fig.classList.add("selected");
+    fig.dataset.id = String(p.id);
+    const frame = el("div", "frame");
+    if (p.missing) {
+      frame.classList.add("placeholder");
+      fig.append(frame, el("figcaption", "", "photo no longer in the catalog"));
+      return;
+    }
+    const img = el("img");
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.alt = visible(p.name);
+    if (p.size[0] && p.size[1]) { img.width = p.size[0]; img.height = p.size[1]; }
+    img.src = `img/${p.id}/thumb?v=${encodeURIComponent(p.key)}`;
+    frame.append(img);
+    const box = shown(p);
+    const chosen = state.alt.get(p.id) || 0;
+    crops(p).forEach((c, i) => {
+      if (i === chosen) return;
+      const alt = el("div", "alt");
+      place(alt, c);
+      frame.append(alt);
+    });
+    if (box) {
+      const crop = el("div", "crop");
+      place(crop, box);
+      frame.append(crop);
+    }
+    const cap = el("figcaption");
+    cap.append(el("span", "name", visible(p.name)));
+    const meta = el("span", "meta");
+    meta.append(el("span", "", p.ratio));
+    meta.append(el("span", "conf", `confidence ${confidence(p)}`));
+    const n = crops(p).length;
+    if (n > 1) meta.append(el("span", "", `crop ${chosen + 1}/${n}`));
+    meta.append(el("span", `badge ${status}`, status === "suggested" ? "to review" : status));
+    cap.append(meta);
+    fig.append(frame, cap);
+  }
+
+  function cardOf(p) {
+    return grid.querySelector(`figure[data-id="${p.id}"]`);
+  }
+  function refresh(p) {
+    const fig = cardOf(p);
+    if (fig) renderCard(p, fig);
+    if (state.large && current() === p) renderLarge();
+  }
+  function update(p) {
+    // A photo as the server returns it after a decision: replace ours.
+    const i = state.index.get(p.id);
+    if (i === undefined) return null;
+    state.photos[i] = p;
+    refresh(p);
+    return p;
+  }
+
+  async function loadNext() {
+    if (state.loading) return state.loading;
+    if (state.pages !== null && state.nextPage >= state.pages) return null;
+    state.loading = (async () => {
+      try {
+        const page = await api("GET", `api/photos?page=${state.nextPage}&size=${state.pageSize}`);
+        state.pages = page.pages;
+        state.nextPage = page.page + 1;
+        for (const p of page.photos) {
+          state.index.set(p.id, state.photos.length);
+          state.photos.push(p);
+          const fig = el("figure");
+          renderCard(p, fig);
+          grid.append(fig);
+        }
+        if (state.photos.length && !grid.querySelector(".selected")) select(state.sel);
+      } catch (e) {
+        message(`could not load photos: ${e.message}`, true);
+      } finally {
+        state.loading = null;
+      }
+    })();
+    return state.loading;
+  }
+
+  async function select(i) {
+    if (i >= state.photos.length && state.pages !== null && state.nextPage < state.pages) await loadNext();
+    if (!state.photos.length) return;
+    i = Math.max(0, Math.min(i, state.photos.length - 1));
+    const old = current();
+    state.sel = i;
+    if (old && old !== current()) {
+      state.edit = null;
+      const f = cardOf(old);
+      if (f) f.classList.remove("selected");
+    }
+    const fig = cardOf(current());
+    if (fig) {
+      fig.classList.add("selected");
+      fig.scrollIntoView({ block: "nearest" });
+    }
+    if (state.large) renderLarge();
+  }
+
+  function columns() {
+    const cards = grid.children;
+    if (!cards.length) return 1;
+    const top = cards[0].offsetTop;
+    let n = 0;
+    while (n < cards.length && cards[n].offsetTop === top) n++;
+    return Math.max(1, n);
+  }
+
+  // --- decisions ---
+
+  async function act(fn) {
+    if (state.busy) return;
+    state.busy = true;
+    try { await fn(); } catch (e) { message(e.message, true); } finally { state.busy = false; }
+  }
+
+  function accept(replace) {
+    return act(async () => {
+      const p = current();
+      if (!p || !p.crop) return;
+      let res;
+      if (state.large && state.edit) {
+        res = await api("POST", `api/photos/${p.id}/adjust`, { crop: state.edit, replace });
+      } else if (decided(p) && !state.alt.has(p.id)) {
+        message(`${visible(p.name)}: already ${p.decision.decision}`);
+        return select(state.sel + 1);
+      } else {
+        res = await api("POST", `api/photos/${p.id}/accept`, { index: state.alt.get(p.id) || 0, replace });
+      }
+      state.edit = null;
+      state.alt.delete(p.id);
+      update(res);
+      message(`${res.decision.decision}: ${visible(res.name)} — written as your crop (U to undo)`);
+      await select(state.sel + 1);
+    });
+  }
+
+  function reject() {
+    return act(async () => {
+      const p = current();
+      if (!p || !p.crop) return;
+      const res = await api("POST", `api/photos/${p.id}/reject`, {});
+      state.alt.delete(p.id);
+      state.edit = null;
+      update(res);
+      message(`rejected: ${visible(res.name)} (U to undo)`);
+      await select(state.sel + 1);
+    });
+  }
+
+  function undo() {
+    return act(async () => {
+      const res = await api("POST", "api/undo", {});
+      state.alt.delete(res.id);
+      state.edit = null;
+      update(res);
+      const i = state.index.get(res.id);
+      if (i !== undefined) await select(i);
+      message(`undone: ${res.undone} on ${visible(res.name)}`);
+    });
+  }
+
+  function nextAlternative(step) {
+    const p = current();
+    if (!p) return;
+    const n = crops(p).length;
+    if (n < 2) return;
+    const i = ((state.alt.get(p.id) || 0) + step + n) % n;
+    state.alt.set(p.id, i);
+    state.edit = null;
+    refresh(p);
+    message(`${visible(p.name)}: crop ${i + 1} of ${n}`);
+  }
+
+  function cycleRatio(step) {
+    return act(async () => {
+      const p = current();
+      if (!p) return;
+      const r = state.ratios;
+      const i = r.indexOf(p.ratio);
+      const next = r[(i + step + r.length) % r.length];
+      message(`${visible(p.name)}: suggesting for ${next}…`);
+      const res = await api("POST", `api/photos/${p.id}/ratio`, { ratio: next });
+      state.alt.delete(p.id);
+      state.edit = null;
+      update(res);
+      message(`${visible(res.name)}: ratio ${res.ratio}`);
+    });
+  }
+
+  // --- large view: before/after and drag handles ---
+
+  const stage = $("stage");
+  const editor = $("editor");
+  const largeImg = $("large-img");
+  const afterImg = $("after-img");
+  const after = $("after");
+
+  function openLarge() {
+    const p = current();
+    if (!p || p.missing) return;
+    state.large = true;
+    state.edit = null;
+    $("large").hidden = false;
+    renderLarge();
+  }
+  function closeLarge() {
+    state.large = false;
+    state.edit = null;
+    $("large").hidden = true;
+    const p = current();
+    if (p) refresh(p);
+  }
+
+  function renderLarge() {
+    const p = current();
+    if (!p) return;
+    const src = `img/${p.id}/preview?v=${encodeURIComponent(p.key)}`;
+    if (largeImg.getAttribute("src") !== src) {
+      largeImg.src = src;
+      afterImg.src = src;
+    }
+    $("large-title").textContent = visible(p.name);
+    let status = p.decision ? p.decision.decision : p.status;
+    if (status === "suggested") status = "to review";
+    const theirs = (p.found || []).filter((f) => !f.pic).map((f) => f.source);
+    $("large-info").textContent =
+      `${p.ratio} · confidence ${confidence(p)} · ${status}` +
+      (theirs.length && !decided(p) ? ` · has your own crop (${[...new Set(theirs)].join(", ")}): Shift+Enter replaces it` : "") +
+      (state.edit ? " · adjusted: Enter saves, Esc drops" : "");
+    if (p.found === undefined) loadFound(p);
+    const box = shown(p);
+    editor.hidden = !box;
+    $("shade").hidden = !box;
+    if (box) {
+      place(editor, box);
+      place($("shade"), box);
+    }
+    renderAfter(p, box);
+  }
+
+  async function loadFound(p) {
+    // The crops already in the photo's sidecars (asked once per photo, when the large view shows it).
+    p.found = [];
+    try {
+      const detail = await api("GET", `api/photos/${p.id}`);
+      p.found = detail.found || [];
+      if (state.large && current() === p) renderLarge();
+    } catch (e) {
+      p.found = [];
+    }
+  }
+
+  function renderAfter(p, box) {
+    if (!box) return;
+    const pane = after.parentElement.getBoundingClientRect();
+    const [w, h] = p.size;
+    const cw = (box[2] - box[0]) * w;
+    const ch = (box[3] - box[1]) * h;
+    const scale = Math.min(pane.width / cw, (window.innerHeight - 140) / ch);
+    const fw = Math.max(1, cw * scale);
+    const fh = Math.max(1, ch * scale);
+    after.style.width = `${fw}px`;
+    after.style.height = `${fh}px`;
+    const iw = fw / (box[2] - box[0]);
+    const ih = fh / (box[3] - box[1]);
+    afterImg.style.width = `${iw}px`;
+    afterImg.style.height = `${ih}px`;
+    afterImg.style.left = `${-box[0] * iw}px`;
+    afterImg.style.top = `${-box[1] * ih}px`;
+  }
+
+  const MIN = 0.03;
+  let drag = null;
+
+  function pointer(e) {
+    const r = largeImg.getBoundingClientRect();
+    return [Math.min(1, Math.max(0, (e.clientX - r.left) / r.width)), Math.min(1, Math.max(0, (e.clientY - r.top) / r.height))];
+  }
+
+  editor.addEventListener("pointerdown", (e) => {
+    const p = current();
+    if (!p || !shown(p)) return;
+    e.preventDefault();
+    editor.setPointerCapture(e.pointerId);
+    drag = { handle: e.target.dataset.h || "move", start: pointer(e), box: shown(p).slice(), k: aspect(p) };
+  });
+  editor.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const [x, y] = pointer(e);
+    state.edit = drag.handle === "move"
+      ? moved(drag.box, x - drag.start[0], y - drag.start[1])
+      : resized(drag.box, drag.handle, x, y, drag.k);
+    renderLarge();
+  });
+  const endDrag = () => {
+    if (!drag) return;
+    drag = null;
+    const p = current();
+    if (p && state.edit) {
+      refresh(p);
+      message(`${visible(p.name)}: adjusted — Enter saves it as your crop, Esc drops it`);
+    }
+  };
+  editor.addEventListener("pointerup", endDrag);
+  editor.addEventListener("pointercancel", endDrag);
+
+  function moved(b, dx, dy) {
+    const w = b[2] - b[0];
+    const h = b[3] - b[1];
+    const l = Math.min(Math.max(b[0] + dx, 0), 1 - w);
+    const t = Math.min(Math.max(b[1] + dy, 0), 1 - h);
+    return [l, t, l + w, t + h];
+  }
+
+  function resized(b, handle, x, y, k) {
+    // Move the dragged edges to the pointer; with a locked ratio k (normalized w/h) keep the shape, anchored at
+    // the opposite corner (corner handles) or the opposite edge's middle (edge handles), inside the image.
+    let [l, t, r, btm] = b;
+    const west = handle.includes("w");
+    const east = handle.includes("e");
+    const north = handle.includes("n");
+    const south = handle.includes("s");
+    if (west) l = Math.min(x, r - MIN);
+    if (east) r = Math.max(x, l + MIN);
+    if (north) t = Math.min(y, btm - MIN);
+    if (south) btm = Math.max(y, t + MIN);
+    if (!k) return [l, t, r, btm];
+    let w = r - l;
+    let h = btm - t;
+    const horizontal = west || east;
+    const vertical = north || south;
+    if (horizontal && vertical) {
+      if (w / h > k) w = h * k; else h = w / k;
+    } else if (horizontal) {
+      h = w / k;
+    } else {
+      w = h * k;
+    }
+    const ax = west ? b[2] : east ? b[0] : (b[0] + b[2]) / 2;
+    const ay = north ? b[3] : south ? b[1] : (b[1] + b[3]) / 2;
+    const maxW = west ? ax : east ? 1 - ax : 2 * Math.min(ax, 1 - ax);
+    const maxH = north ? ay : south ? 1 - ay : 2 * Math.min(ay, 1 - ay);
+    const s = Math.min(1, maxW / w, maxH / h);
+    w *= s;
+    h *= s;
+    l = west ? ax - w : east ? ax : ax - w / 2;
+    t = north ? ay - h : south ? ay : ay - h / 2;
+    return [l, t, l + w, t + h];
+  }
+
+  // --- wiring ---
+
+  grid.addEventListener("click", (e) => {
+    const fig = e.target.closest("figure.card");
+    if (fig) select(state.index.get(Number(fig.dataset.id)));
+  });
+  grid.addEventListener("dblclick", (e) => {
+    if (e.target.closest("figure.card")) openLarge();
+  });
+  $("undo-button").addEventListener("click", () => undo());
+  $("help-button").addEventListener("click", () => $("keys").classList.toggle("shown"));
+  $("large-accept").addEventListener("click", () => accept(false));
+  $("large-reject").addEventListener("click", () => reject());
+  $("large-close").addEventListener("click", () => closeLarge());
+  window.addEventListener("resize", () => { if (state.large) renderLarge(); });
+  largeImg.addEventListener("load", () => { if (state.large) renderLarge(); });
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) {
+      if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); }
+      return;
+    }
+    const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    const handled = {
+      Enter: () => accept(e.shiftKey),
+      a: () => accept(e.shiftKey),
+      x: () => reject(),
+      n: () => nextAlternative(e.shiftKey ? -1 : 1),
+      Tab: () => nextAlternative(e.shiftKey ? -1 : 1),
+      r: () => cycleRatio(e.shiftKey ? -1 : 1),
+      u: () => undo(),
+      ArrowRight: () => select(state.sel + 1),
+      ArrowLeft: () => select(state.sel - 1),
+      ArrowDown: () => select(state.sel + (state.large ? 1 : columns())),
+      ArrowUp: () => select(state.sel - (state.large ? 1 : columns())),
+      j: () => select(state.sel + 1),
+      k: () => select(state.sel - 1),
+      " ": () => (state.large ? closeLarge() : openLarge()),
+      v: () => (state.large ? closeLarge() : openLarge()),
+      Escape: () => closeLarge(),
+      "?": () => $("keys").classList.toggle("shown"),
+    }[key];
+    if (handled) {
+      e.preventDefault();
+      handled();
+    }
+  });
+
+  async function start() {
+    try {
+      const s = await api("GET", "api/state");
+      state.ratios = s.ratios;
+      state.pageSize = s.page_size;
+      const who = s.user ? `user ${s.user}` : "no --user: decisions are written but not learned";
+      $("summary").textContent = `${s.total} photos · ${who}`;
+      if (!s.total) message("no photos with suggestions under these folders");
+    } catch (e) {
+      message(`cannot reach pic: ${e.message}`, true);
+      return;
+    }
+    await loadNext();
+    new IntersectionObserver((entries) => {
+      if (entries.some((x) => x.isIntersecting)) loadNext();
+    }, { rootMargin: "1200px" }).observe($("sentinel"));
+    document.body.dataset.ready = "1";
+  }
+  start();
+})();

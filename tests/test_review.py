@@ -1,0 +1,686 @@
+"""The review page: decisions (library), the local server's security, paging at scale, the CLI, and an
+end-to-end run in a real headless Chromium (Debian's, driven by Playwright).
+
+Photos are generated; their CNN features are computed once per module and reused through a copied catalog, so
+each test only pays for scoring. Servers bind 127.0.0.1 and are stopped by the tests themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from conftest import jpeg_bytes, make_photo
+from pic_plugin import decode as decode_module
+from pic_plugin.batch import BatchOptions, run_batch
+from pic_plugin.catalog import Catalog
+from pic_plugin.geometry import Box, parse_ratio
+from pic_plugin.review import ReviewServer
+from pic_plugin.review_session import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    ReviewConflict,
+    ReviewOptions,
+    ReviewSession,
+)
+from pic_plugin.sidecars import darktable, find_crops
+from pic_plugin.sidecars.user_crop import write_user_crop
+from pic_plugin.thumbnails import ThumbnailCache
+
+USER = "me"
+# Names a shell, an HTML page or a JSON encoder could get wrong.
+NAMES = ["plain.jpg", "it's \"quoted\" $HOME.jpg", "new\nline.jpg", "rotated.jpg"]
+
+
+def _photo_bytes() -> dict[str, bytes]:
+    out = {}
+    for i, name in enumerate(NAMES):
+        if name == "rotated.jpg":
+            upright = make_photo(400, 600, seed=i, subject=(0.5, 0.35))
+            out[name] = jpeg_bytes(upright.transpose(Image.Transpose.ROTATE_90), orientation=6)
+        else:
+            out[name] = jpeg_bytes(make_photo(seed=i, subject=(0.3 + 0.15 * i, 0.45)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def feature_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, bytes], Path]:
+    """The photos' bytes and a catalog holding their features (computed once for the module)."""
+    root = tmp_path_factory.mktemp("template")
+    photos = root / "photos"
+    photos.mkdir()
+    data = _photo_bytes()
+    for name, raw in data.items():
+        (photos / name).write_bytes(raw)
+    with Catalog(root / "catalog.db") as catalog:
+        run_batch([photos], BatchOptions(write=False, jobs=1), catalog)
+        catalog.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return data, root / "catalog.db"
+
+
+@dataclass
+class Env:
+    photos: Path
+    catalog: Catalog
+    session: ReviewSession
+    thumbs: ThumbnailCache
+
+    def path(self, name: str) -> Path:
+        return self.photos / name
+
+    def id_of(self, name: str) -> int:
+        rec = self.catalog.image(self.path(name))
+        assert rec is not None
+        return rec.id
+
+    def originals(self) -> dict[str, str]:
+        return {n: hashlib.sha256(self.path(n).read_bytes()).hexdigest() for n in NAMES}
+
+
+@pytest.fixture
+def env(tmp_path: Path, feature_template: tuple[dict[str, bytes], Path], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data, template = feature_template
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, raw in data.items():
+        (photos / name).write_bytes(raw)
+    shutil.copyfile(template, tmp_path / "catalog.db")
+    catalog = Catalog(tmp_path / "catalog.db")
+    # The same pipeline as `pic review` runs first: features come from the copied cache, nothing is written.
+    run_batch([photos], BatchOptions(user=USER, write=False, jobs=1), catalog)
+    session = ReviewSession.for_paths(catalog, [photos], ReviewOptions(user=USER))
+    try:
+        yield Env(photos, catalog, session, ThumbnailCache(tmp_path / "thumbs"))
+    finally:
+        catalog.close()
+
+
+def _near(a: Box | list[float], b: Box | list[float], tol: float = 0.01) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+def _user_darktable_crops(image: Path) -> list[Box]:
+    return [f.crop for f in find_crops(image, 1) if f.source == "darktable" and not f.is_pic_suggestion]
+
+
+# --- decisions (library) ---------------------------------------------------------------------------------------
+
+
+def test_session_lists_the_folder_in_order(env: Env) -> None:
+    page = env.session.page(0)
+    assert [p["name"] for p in page["photos"]] == sorted(NAMES)
+    assert page["total"] == 4 and page["pages"] == 1
+    p = page["photos"][0]
+    assert p["status"] == "suggested" and len(p["alternatives"]) == 2 and 0 <= p["score"] <= 1
+    rotated = env.session.photo(env.id_of("rotated.jpg"))
+    assert rotated["size"] == [400, 600]  # displayed frame
+
+
+def test_accept_writes_the_users_crop_and_a_later_batch_keeps_it(env: Env) -> None:
+    before = env.originals()
+    image = env.path(NAMES[1])
+    photo = env.session.photo(env.id_of(NAMES[1]))
+    alt = photo["alternatives"][0]["crop"]
+    out = env.session.accept(photo["id"], index=1)
+    assert out["status"] == "accepted" and out["decision"]["crop"] == alt
+    mine = _user_darktable_crops(image)
+    assert len(mine) == 1 and _near(mine[0], alt)
+    row = env.catalog.user_crop(USER, photo["key"], "review")
+    assert row is not None and row["weight"] == 0.5 and row["detail"]["decision"] == "accepted"
+    assert env.catalog.suggestion(photo["id"], USER, "free")["status"] == "accepted"
+    # pic batch later (even with another ratio, forcing a new suggestion) keeps the user's crop.
+    run_batch([env.photos], BatchOptions(user=USER, ratio=parse_ratio("1:1"), jobs=1), env.catalog)
+    mine = _user_darktable_crops(image)
+    assert len(mine) == 1 and _near(mine[0], alt)
+    assert env.originals() == before
+
+
+def test_adjust_keeps_the_locked_ratio_and_counts_more(env: Env) -> None:
+    pid = env.id_of("rotated.jpg")
+    shown = env.session.set_ratio(pid, "4:5")
+    assert shown["ratio"] == "4:5"
+    out = env.session.adjust(pid, [0.1, 0.1, 0.83, 0.7])
+    crop = Box(*out["decision"]["crop"])
+    w, h = crop.width * 400, crop.height * 600
+    assert abs(w / h - 0.8) < 0.01
+    row = env.catalog.user_crop(USER, shown["key"], "review")
+    assert row["weight"] == 1.0 and row["detail"]["decision"] == "adjusted"
+    assert env.catalog.suggestion(pid, USER, "4:5")["status"] == "adjusted"
+    # darktable gets the crop in its own frame; read back in pic's displayed frame it is the same box.
+    (found,) = [f for f in find_crops(env.path("rotated.jpg"), 6) if f.source == "darktable"]
+    assert _near(found.crop, crop) and not found.is_pic_suggestion
+
+
+def test_reject_is_recorded_and_demotes_an_applied_crop(env: Env) -> None:
+    image = env.path("plain.jpg")
+    run_batch([env.photos], BatchOptions(user=USER, jobs=1), env.catalog)  # pic batch applies its crops
+    assert [f for f in find_crops(image, 1) if f.source == "darktable" and f.is_pic_suggestion]
+    pid = env.id_of("plain.jpg")
+    out = env.session.reject(pid)
+    assert out["status"] == "rejected"
+    assert not [f for f in find_crops(image, 1) if f.source == "darktable"]  # no enabled crop any more
+    row = env.catalog.user_crop(USER, out["key"], "review")
+    assert row["weight"] == 0.0 and row["detail"]["decision"] == "rejected" and _near(row["crop"], out["crop"])
+    with pytest.raises(ReviewConflict):  # an accepted crop is not rejected by accident
+        env.session.accept(pid)
+        env.session.reject(pid)
+
+
+def test_undo_restores_sidecars_and_catalog(env: Env) -> None:
+    # A sidecar that did not exist before the decision is removed again.
+    fresh = env.path(NAMES[1])
+    env.session.accept(env.id_of(NAMES[1]))
+    assert darktable.sidecar_path(fresh).exists()
+    env.session.undo()
+    assert not darktable.sidecar_path(fresh).exists()
+    # One that existed gets its exact bytes back; decisions are undone last first.
+    run_batch([env.photos], BatchOptions(user=USER, jobs=1), env.catalog)
+    image = env.path("plain.jpg")
+    sidecar = darktable.sidecar_path(image)
+    before = sidecar.read_bytes()
+    pid = env.id_of("plain.jpg")
+    env.session.adjust(pid, [0.2, 0.2, 0.9, 0.9])
+    env.session.reject(env.id_of("rotated.jpg"))
+    assert sidecar.read_bytes() != before
+    undone = env.session.undo()
+    assert undone["id"] == env.id_of("rotated.jpg") and undone["status"] == "suggested"
+    undone = env.session.undo()
+    assert undone["id"] == pid and undone["status"] == "suggested" and undone["decision"] is None
+    assert sidecar.read_bytes() == before
+    assert env.catalog.user_crop(USER, undone["key"], "review") is None
+    with pytest.raises(ReviewConflict, match="nothing to undo"):
+        env.session.undo()
+
+
+def test_undo_refuses_when_the_sidecar_changed_since(env: Env) -> None:
+    pid = env.id_of("plain.jpg")
+    env.session.accept(pid)
+    sidecar = darktable.sidecar_path(env.path("plain.jpg"))
+    edited = sidecar.read_bytes().replace(b"</x:xmpmeta>", b"<!-- edited in darktable --></x:xmpmeta>")
+    sidecar.write_bytes(edited)
+    with pytest.raises(ReviewConflict, match="changed since"):
+        env.session.undo()
+    assert sidecar.read_bytes() == edited
+    assert env.catalog.suggestion(pid, USER, "free")["status"] == "accepted"
+
+
+def test_a_crop_made_elsewhere_is_only_replaced_when_asked(env: Env) -> None:
+    image = env.path("new\nline.jpg")  # a newline in the name, too
+    write_user_crop(image, Box(0.05, 0.05, 0.6, 0.6), 1)  # as if the user had cropped in darktable
+    pid = env.id_of("new\nline.jpg")
+    with pytest.raises(ReviewConflict, match="your own crop"):
+        env.session.accept(pid)
+    assert _near(_user_darktable_crops(image)[0], [0.05, 0.05, 0.6, 0.6])
+    env.session.accept(pid, replace=True)
+    assert _near(_user_darktable_crops(image)[0], env.session.photo(pid)["crop"])
+
+
+def test_ratio_change_uses_cached_features(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded although features are cached")
+
+    monkeypatch.setattr(decode_module, "decode", no_decode)
+    monkeypatch.setattr("pic_plugin.analysis.decode", no_decode)
+    out = env.session.set_ratio(env.id_of("plain.jpg"), "1:1")
+    crop = Box(*out["crop"])
+    assert out["ratio"] == "1:1" and abs(crop.width * 600 - crop.height * 400) <= 1
+
+
+def test_without_a_user_decisions_are_written_but_not_learned(env: Env) -> None:
+    session = ReviewSession.for_paths(env.catalog, [env.photos], ReviewOptions(user=None))
+    run_batch([env.photos], BatchOptions(write=False, jobs=1), env.catalog)
+    pid = env.id_of("plain.jpg")
+    out = session.accept(pid)
+    assert out["decision"]["decision"] == "accepted" and _user_darktable_crops(env.path("plain.jpg"))
+    assert env.catalog.users() == [] and not env.catalog.user_crops(USER)
+    assert session.state()["learns"] is False
+
+
+def test_list_api_is_paged_on_5000_photos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = Catalog(tmp_path / "big.db")
+    crop = json.dumps([0.1, 0.1, 0.9, 0.9])
+    alts = json.dumps([{"crop": [0.0, 0.0, 0.8, 1.0], "score": 0.1}])
+    with catalog.transaction():
+        catalog.db.conn.executemany(
+            "INSERT INTO images (id, path, file_size, mtime_ns, content_key, width, height, orientation, format)"
+            " VALUES (?, ?, 1, 1, ?, 6000, 4000, 1, 'jpeg')",
+            [(i, f"/photos/{i:05d}.jpg", f"{i:032x}") for i in range(1, 5001)],
+        )
+        catalog.db.conn.executemany(
+            "INSERT INTO suggestions (image_id, user, ratio, model, crop, score, alternatives, top_k, status)"
+            " VALUES (?, '', 'free', 'm', ?, 0.5, ?, 2, 'suggested')",
+            [(i, crop, alts) for i in range(1, 5001)],
+        )
+    session = ReviewSession(catalog, range(1, 5001), ReviewOptions())
+    serialized: list[int] = []
+    original = ReviewSession._photo_json
+
+    def counting(self: ReviewSession, image_id: int) -> dict[str, Any]:
+        serialized.append(image_id)
+        return original(self, image_id)
+
+    monkeypatch.setattr(ReviewSession, "_photo_json", counting)
+    with _serve(session, tmp_path) as server:
+        status, _, body = _api(server, "GET", "api/photos?page=10")
+        assert status == 200
+        page = json.loads(body)
+        assert page["total"] == 5000 and page["pages"] == 5000 // PAGE_SIZE + 1
+        assert [p["id"] for p in page["photos"]] == list(range(601, 601 + PAGE_SIZE))
+        assert serialized == list(range(601, 601 + PAGE_SIZE))  # only that page was read and serialized
+        assert len(body) < PAGE_SIZE * 600
+        serialized.clear()
+        status, _, body = _api(server, "GET", "api/photos?page=0&size=1000000")
+        assert len(json.loads(body)["photos"]) == MAX_PAGE_SIZE == len(serialized)
+        status, _, body = _api(server, "GET", "api/photos?page=999")
+        assert status == 200 and json.loads(body)["photos"] == []
+    catalog.close()
+
+
+# --- the server: security --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _serve(session: ReviewSession, tmp_path: Path) -> Iterator[ReviewServer]:
+    server = ReviewServer(session, thumbnails=ThumbnailCache(tmp_path / "thumbs")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _request(server: ReviewServer, method: str, path: str, headers: dict[str, str] | None = None,
+             body: bytes | None = None, host: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """A raw request: the path is sent exactly as given (no normalization of ``..``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=20)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host if host is not None else f"127.0.0.1:{server.port}")
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def _api(server: ReviewServer, method: str, route: str, body: dict[str, Any] | None = None,
+         **overrides: str) -> tuple[int, dict[str, str], bytes]:
+    headers = {"X-Pic-Token": server.token}
+    data = None
+    if method == "POST":
+        headers.update({"Origin": server.origin, "Content-Type": "application/json"})
+        data = json.dumps(body or {}).encode()
+    headers.update({k.replace("_", "-"): v for k, v in overrides.items()})
+    headers = {k: v for k, v in headers.items() if v != ""}
+    return _request(server, method, f"/t/{server.token}/{route}", headers, data)
+
+
+def test_server_is_loopback_only_with_a_strict_policy(env: Env, tmp_path: Path) -> None:
+    with _serve(env.session, tmp_path) as server:
+        assert server.httpd.server_address[0] == "127.0.0.1"
+        assert server.url.startswith(f"http://127.0.0.1:{server.port}/t/") and len(server.token) >= 32
+        status, headers, body = _request(server, "GET", f"/t/{server.token}/")
+        assert status == 200 and server.token.encode() in body
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe" not in csp
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+        for asset in ("review.js", "review.css", "icon.svg"):
+            assert _request(server, "GET", f"/t/{server.token}/static/{asset}")[0] == 200
+        # The page loads nothing from outside: no absolute URLs in its assets.
+        for asset in ("review.html", "review.js", "review.css"):
+            text = (Path(__import__("pic_plugin").__file__).parent / "web" / asset).read_text()
+            assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_requests_without_the_token_are_refused(env: Env, tmp_path: Path) -> None:
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server:
+        t = server.token
+        for path in ("/", "/api/state", f"/img/{pid}/thumb", "/static/review.js", f"/t/{t[:-1]}x/",
+                     f"/t/{t[:-1]}x/api/state", f"/t/{t[:-1]}x/img/{pid}/thumb", "/t//", f"/?token={t}"):
+            status, _, body = _request(server, "GET", path, {"X-Pic-Token": t})
+            assert status == 403, path
+            assert b"plain" not in body and t.encode() not in body
+        # API calls need the header too (a plain link or <img> elsewhere cannot read the API).
+        status, _, _ = _api(server, "GET", "api/state", X_Pic_Token="")
+        assert status == 403
+        status, _, _ = _api(server, "GET", "api/state", X_Pic_Token="wrong")
+        assert status == 403
+        assert _api(server, "GET", "api/state")[0] == 200
+
+
+def test_paths_cannot_escape_and_only_this_reviews_photos_are_served(env: Env, tmp_path: Path) -> None:
+    other = tmp_path / "other.jpg"
+    other.write_bytes(jpeg_bytes(make_photo(seed=9)))
+    other_id = env.catalog.upsert_image(other, content_key="ab" * 16, width=600, height=400, orientation=1)
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server:
+        t = server.token
+        status, headers, body = _request(server, "GET", f"/t/{t}/img/{pid}/thumb")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+        bad = [
+            f"/t/{t}/../../../../etc/passwd",
+            f"/t/{t}/static/../../review_session.py",
+            f"/t/{t}/static/%2e%2e/review_session.py",
+            f"/t/{t}/static/..%2freview.py",
+            f"/t/{t}/static/review.html",
+            f"/t/{t}//etc/passwd",
+            f"/t/{t}/img/..%2f..%2fetc%2fpasswd/thumb",
+            f"/t/{t}/img/{pid}/../../../etc/passwd",
+            f"/t/{t}/img/{pid}/original",
+            f"/t/{t}/img/{other_id}/thumb",  # in the catalog, but not part of this review
+            f"/t/{t}/img/99999/thumb",
+            f"/t/{t}/etc/passwd",
+            f"/t/{t}/{os.fsdecode(env.path('plain.jpg'))}",
+            f"/t/{t}/img/{os.fsdecode(env.path('plain.jpg'))}",
+            f"/t/{t}/img/-1/thumb",
+        ]
+        for path in bad:
+            status, _, body = _request(server, "GET", path)
+            assert status in (403, 404), path
+            assert b"root:" not in body and b"\xff\xd8" not in body[:2] and b"import" not in body, path
+        for route in (f"api/photos/{other_id}", f"api/photos/{other_id}/accept", "api/photos/../photos"):
+            method = "POST" if route.endswith("accept") else "GET"
+            assert _api(server, method, route)[0] == 404, route
+        # Absolute URLs with another host in the request line do not reach anything either.
+        assert _request(server, "GET", f"http://evil.example/t/{t}/")[0] in (403, 404)
+
+
+def test_dns_rebinding_host_headers_are_refused(env: Env, tmp_path: Path) -> None:
+    with _serve(env.session, tmp_path) as server:
+        for host in ("evil.example", f"evil.example:{server.port}", "127.0.0.1", f"127.0.0.1:{server.port + 1}",
+                     f"localhost.evil.example:{server.port}", ""):
+            status, _, _ = _request(server, "GET", f"/t/{server.token}/api/state", {"X-Pic-Token": server.token},
+                                    host=host)
+            assert status == 403, host
+        for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}"):
+            assert _request(server, "GET", f"/t/{server.token}/", host=host)[0] == 200
+
+
+def test_another_origin_cannot_write(env: Env, tmp_path: Path) -> None:
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server:
+        route = f"api/photos/{pid}/accept"
+        attempts = [
+            {"Origin": "http://evil.example"},
+            {"Origin": f"http://127.0.0.1:{server.port + 1}"},
+            {"Origin": "null"},
+            {"Origin": ""},  # no Origin at all
+            {"Origin": f"http://localhost:{server.port}"},  # not the origin of the Host it talks to
+            {"Content-Type": "text/plain"},  # a "simple" request a cross-site form or no-cors fetch can send
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"X-Pic-Token": ""},
+        ]
+        for headers in attempts:
+            status, _, _ = _api(server, "POST", route, {"index": 0}, **{k.replace("-", "_"): v for k, v in headers.items()})
+            assert status in (403, 415), headers
+        # No CORS preflight is ever granted.
+        status, headers, _ = _request(server, "OPTIONS", f"/t/{server.token}/{route}",
+                                      {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+        assert status == 405 and "Access-Control-Allow-Origin" not in headers
+        assert env.catalog.suggestion(pid, USER, "free")["status"] == "suggested"
+        assert not darktable.sidecar_path(env.path("plain.jpg")).exists()
+        # The page's own origin can.
+        status, _, body = _api(server, "POST", route, {"index": 0})
+        assert status == 200, body
+        assert json.loads(body)["status"] == "accepted"
+
+
+def test_api_errors_are_json_without_internals(env: Env, tmp_path: Path) -> None:
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server:
+        for route, body in ((f"api/photos/{pid}/accept", {"index": 7}), (f"api/photos/{pid}/adjust", {"crop": [1, 2]}),
+                            (f"api/photos/{pid}/adjust", {"crop": [0.5, 0.5, 0.4, 0.4]}),
+                            (f"api/photos/{pid}/ratio", {"ratio": "banana"})):
+            status, _, data = _api(server, "POST", route, body)
+            assert status == 400, route
+            assert "error" in json.loads(data) and b"Traceback" not in data and b"/" not in data.split(b'"error"')[0]
+        status, _, data = _api(server, "POST", "api/undo")
+        assert status == 409 and json.loads(data)["error"] == "nothing to undo"
+        raw = b"x" * (70 * 1024)
+        status, _, _ = _request(server, "POST", f"/t/{server.token}/api/undo",
+                                {"X-Pic-Token": server.token, "Origin": server.origin,
+                                 "Content-Type": "application/json"}, raw)
+        assert status == 413
+
+
+# --- the commands ----------------------------------------------------------------------------------------------
+
+
+def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pic_cli.main", "review", str(env.photos), "--user", USER, "--no-browser",
+         "--catalog", str(env.catalog.path), "-j", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    try:
+        line = _readline(proc, timeout=90)
+        assert line.startswith("4 photos to review at http://127.0.0.1:"), line
+        url = line.split(" at ", 1)[1].strip()
+        port = int(url.split(":")[2].split("/")[0])
+        token = url.rstrip("/").rsplit("/", 1)[1]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("GET", f"/t/{token}/api/state", headers={"X-Pic-Token": token})
+        state = json.loads(conn.getresponse().read())
+        conn.close()
+        assert state["total"] == 4 and state["user"] == USER and "4:5" in state["ratios"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_review_and_report_usage_errors_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pic_cli.main import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["review"]).exit_code == 2
+    assert runner.invoke(cli, ["review", str(tmp_path / "missing")]).exit_code == 2
+    assert runner.invoke(cli, ["review", str(tmp_path), "--targets", "photoshop"]).exit_code == 2
+    assert runner.invoke(cli, ["report", str(tmp_path)]).exit_code == 2  # --html is required
+    assert runner.invoke(cli, ["report", str(tmp_path), "--html", str(tmp_path / "o"), "--ratio", "x"]).exit_code == 2
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    box: list[str] = []
+    reader = threading.Thread(target=lambda: box.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    if not box:
+        raise AssertionError("pic review printed no address in time")
+    return box[0]
+
+
+# --- a real browser ---------------------------------------------------------------------------------------------
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def _browser(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS, timeout=60_000)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _wait(page: Any, js: str, arg: Any = None, timeout: float = 30.0) -> None:
+    """Poll ``js`` (a function) until it is true. (Playwright's wait_for_function evaluates strings inside the
+    page, which the review page's CSP forbids, as it should; ``evaluate`` goes through the debugger.)"""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(js, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {js}")
+        time.sleep(0.05)
+
+
+def _select(page: Any, name: str) -> None:
+    page.locator("figure.card", has_text=name.split("\n")[0]).first.click()
+    shown = name.replace("\n", "\\n")  # control characters are shown escaped, as the CLI prints them
+    _wait(page, "n => document.querySelector('figure.card.selected .name').textContent === n", shown)
+
+
+@pytest.mark.slow
+def test_review_page_end_to_end_in_chromium(env: Env, tmp_path: Path, chromium: str) -> None:
+    before = env.originals()
+    accepted = NAMES[1]  # the name with quotes and a $
+    adjusted = "rotated.jpg"
+    with _serve(env.session, tmp_path) as server, _browser(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        outside: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith(server.origin) else outside.append(r.url))
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        assert page.locator("figure.card").count() == 4
+        _wait(page, "() => [...document.images].filter(i => i.closest('.card')).every(i => i.complete && i.naturalWidth > 0)")
+
+        # Keyboard: select the photo, N picks the first alternative, Enter accepts it.
+        _select(page, accepted)
+        alt = env.session.photo(env.id_of(accepted))["alternatives"][0]["crop"]
+        page.keyboard.press("n")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("figure.card.accepted")
+        assert "accepted" in page.locator("#message").inner_text()
+
+        # Drag: open the large view on the rotated photo, drag the bottom-right handle up and left, save.
+        _select(page, adjusted)
+        page.keyboard.press("Space")
+        _wait(page, "() => document.getElementById('large-img').naturalWidth > 0")
+        start = env.session.photo(env.id_of(adjusted))["crop"]
+        handle = page.locator("#editor .handle[data-h='se']").bounding_box()
+        img = page.locator("#large-img").bounding_box()
+        x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x - 0.2 * img["width"], y - 0.15 * img["height"], steps=8)
+        page.mouse.up()
+        assert "adjusted" in page.locator("#large-info").inner_text()
+        page.keyboard.press("Enter")
+        _wait(page, "() => document.getElementById('message').textContent.startsWith('adjusted')")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("figure.card.adjusted")
+
+        # R twice: free -> original -> 1:1, suggested anew; a drag in the large view keeps the square.
+        _select(page, "plain.jpg")
+        page.keyboard.press("r")
+        _wait(page, "() => document.getElementById('message').textContent.endsWith('ratio original')")
+        page.keyboard.press("r")
+        _wait(page, "() => document.getElementById('message').textContent.endsWith('ratio 1:1')")
+        page.keyboard.press("v")
+        _wait(page, "() => document.getElementById('large-img').naturalWidth > 0")
+        handle = page.locator("#editor .handle[data-h='w']").bounding_box()
+        x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + 40, y + 25, steps=5)
+        page.mouse.up()
+        box = page.locator("#editor").bounding_box()
+        assert abs(box["width"] - box["height"]) <= 2  # the locked ratio holds while dragging
+        page.keyboard.press("Enter")
+        _wait(page, "() => document.getElementById('message').textContent.startsWith('adjusted')")
+        page.keyboard.press("Escape")
+        square = env.catalog.user_crop(USER, env.session.photo(env.id_of("plain.jpg"))["key"], "review")["crop"]
+        assert abs(square.width * 600 - square.height * 400) <= 1
+        # U undoes the last decision: the photo is to review again and its new sidecar is gone.
+        page.keyboard.press("u")
+        _wait(page, "() => document.getElementById('message').textContent.startsWith('undone: adjusted')")
+        assert not darktable.sidecar_path(env.path("plain.jpg")).exists()
+        assert env.catalog.suggestion(env.id_of("plain.jpg"), USER, "1:1")["status"] == "suggested"
+        page.keyboard.press("?")
+        shot = tmp_path / "review.png"
+        page.screenshot(path=str(shot))
+        if os.environ.get("PIC_REVIEW_SCREENSHOT"):
+            shutil.copyfile(shot, os.environ["PIC_REVIEW_SCREENSHOT"])
+        assert not errors and not outside
+
+    # Sidecars: both crops are the user's own in darktable's sidecar; catalog: statuses and learning rows.
+    acc_id, adj_id = env.id_of(accepted), env.id_of(adjusted)
+    (acc_crop,) = _user_darktable_crops(env.path(accepted))
+    assert _near(acc_crop, alt)
+    (adj_found,) = [f for f in find_crops(env.path(adjusted), 6) if f.source == "darktable"]
+    assert not adj_found.is_pic_suggestion
+    assert adj_found.crop.left == pytest.approx(start[0], abs=0.01) and adj_found.crop.top == pytest.approx(start[1], abs=0.01)
+    assert adj_found.crop.right < start[2] - 0.1 and adj_found.crop.bottom < start[3] - 0.08
+    assert env.catalog.suggestion(acc_id, USER, "free")["status"] == "accepted"
+    assert env.catalog.suggestion(adj_id, USER, "free")["status"] == "adjusted"
+    weights = {r["path"]: (r["weight"], r["detail"]["decision"]) for r in env.catalog.user_crops(USER)}
+    assert weights == {os.fsdecode(env.path(accepted)): (0.5, "accepted"),
+                       os.fsdecode(env.path(adjusted)): (1.0, "adjusted")}
+    assert env.originals() == before
+
+
+class _AttackPage(BaseHTTPRequestHandler):
+    """A page on another origin that tries to write to the review server the ways a browser allows."""
+
+    target = ""
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = f"""<!doctype html><body><form id=f method=POST action="{self.target}" enctype="text/plain">
+<input name='{{"index":0,"x":"' value='"}}'></form><script>
+fetch("{self.target}", {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}},
+  body: '{{"index": 0}}'}}).finally(() => {{ document.title = "sent"; }});
+fetch("{self.target}", {{method: "POST", headers: {{"Content-Type": "application/json", "X-Pic-Token": "guess"}},
+  body: '{{"index": 0}}'}}).catch(() => {{ document.body.dataset.cors = "blocked"; }});
+</script></body>""".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_page_from_another_origin_cannot_write_in_chromium(env: Env, tmp_path: Path, chromium: str) -> None:
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server, _browser(chromium) as browser:
+        _AttackPage.target = f"{server.url}api/photos/{pid}/accept"
+        attacker = ThreadingHTTPServer(("127.0.0.1", 0), _AttackPage)
+        threading.Thread(target=attacker.serve_forever, daemon=True).start()
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{attacker.server_address[1]}/")
+            _wait(page, "() => document.title === 'sent' && document.body.dataset.cors === 'blocked'")
+            page.evaluate("document.getElementById('f').submit()")
+            page.wait_for_load_state()
+            time.sleep(0.3)
+        finally:
+            attacker.shutdown()
+            attacker.server_close()
+    assert env.catalog.suggestion(pid, USER, "free")["status"] == "suggested"
+    assert not darktable.sidecar_path(env.path("plain.jpg")).exists()
+    assert env.session.state()["undo"] == 0
