@@ -1,0 +1,29 @@
+# pic for digiKam's Batch Queue Manager: paste this whole text into the "User Shell Script" tool.
+#
+# Edit the settings below. digiKam replaces the two placeholders at the end (dollar sign + INPUT / OUTPUT) with
+# the double-quoted paths everywhere in this text - comments included, so never write them anywhere else - and
+# runs it with /bin/sh -c (Linux, macOS). They sit in a QUOTED here-document, whose body the shell never expands:
+# a file name containing a double or single quote, a dollar sign, a backtick, a backslash or a newline reaches pic
+# unchanged (on a command line the shell would expand them before pic starts). pic reads the two lines from its
+# standard input. The only name that breaks this is one holding a line that reads exactly  PIC_BQM_PATHS_END
+#
+# MODE=crop      the queue writes pic's crop of each image (exact RATIO), keeping quality, ICC profile and EXIF
+# MODE=metadata  the pixels stay as they are; the image's sidecar gets the tag pic/suggested and pic's crop
+#                (put this tool first in the queue, so that its input is the album's file, not a temporary copy)
+# SIDECAR=ext    IMG.jpg.xmp (digiKam's default); base = IMG.xmp (the "compatible with commercial programs" setting)
+# TIMEOUT        digiKam stops a script after 60 s; pic writes the uncropped copy if it is not done after TIMEOUT s
+
+PIC="$HOME/.local/bin/pic"
+RATIO=4:5
+MODE=crop
+SIDECAR=ext
+TIMEOUT=45
+PIC_USER=
+
+[ -x "$PIC" ] || PIC=pic
+set -- crop-file --bqm-paths - --ratio "$RATIO" --mode "$MODE" --sidecar-name "$SIDECAR" --timeout "$TIMEOUT"
+[ -n "$PIC_USER" ] && set -- "$@" --user "$PIC_USER"
+"$PIC" "$@" <<'PIC_BQM_PATHS_END'
+$INPUT
+$OUTPUT
+PIC_BQM_PATHS_END
