@@ -34,6 +34,7 @@ from PIL import Image
 
 from . import scorers
 from .analysis import analyze_with_catalog
+from .atomic import atomic_path
 from .catalog import Catalog
 from .decode import image_format
 from .errors import PicError
@@ -123,39 +124,24 @@ def _pil_format(path: Path) -> str | None:
 
 
 def _atomic_copy(src: Path, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=out.suffix or ".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _convert(src: Path, out: Path, fmt: str) -> None:
     """Re-save ``src`` as ``fmt`` (BQM's "Output file type"), keeping ICC profile and EXIF."""
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        with Image.open(src) as img:
-            img.load()
-            kwargs: dict[str, Any] = {"format": fmt}
-            if img.info.get("icc_profile"):
-                kwargs["icc_profile"] = img.info["icc_profile"]
-            exif = img.getexif()
-            if exif:
-                kwargs["exif"] = exif.tobytes()
-            if fmt == "JPEG":
-                kwargs["quality"] = 95
-                img = img.convert("RGB") if img.mode not in ("RGB", "L", "CMYK") else img
-            img.save(tmp, **kwargs)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp, Image.open(src) as img:
+        img.load()
+        kwargs: dict[str, Any] = {"format": fmt}
+        if img.info.get("icc_profile"):
+            kwargs["icc_profile"] = img.info["icc_profile"]
+        exif = img.getexif()
+        if exif:
+            kwargs["exif"] = exif.tobytes()
+        if fmt == "JPEG":
+            kwargs["quality"] = 95
+            img = img.convert("RGB") if img.mode not in ("RGB", "L", "CMYK") else img
+        img.save(tmp, **kwargs)
 
 
 def _copy_as(src: Path, out: Path) -> None:

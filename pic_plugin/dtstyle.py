@@ -15,8 +15,6 @@ encoding (lowercase hex or ``gzNN`` base64), no whitespace between elements. ``<
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from xml.sax.saxutils import escape
 
 from defusedxml import ElementTree as SafeET
 
+from .atomic import write_bytes_atomic
 from .errors import PicError
 from .geometry import Box
 from .sidecars.darktable import CropParams, encode_params
@@ -99,16 +98,7 @@ def render_style(style: Style) -> bytes:
 def write_style(path: Path, style: Style) -> Path:
     """Write ``style`` to ``path`` atomically (temp file + rename in the same folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=".dtstyle", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(render_style(style))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, render_style(style))
 
 
 def make_style(name: str, description: str, items: Iterable[StyleItem]) -> Style:

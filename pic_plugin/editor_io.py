@@ -17,10 +17,10 @@ characters, so it is the only path that ever appears in a command line):
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .atomic import write_bytes_atomic
 from .errors import PicError
 
 MAX_LIST_BYTES = 64 * 1024 * 1024
@@ -45,20 +45,7 @@ def read_file_list(path: Path) -> list[Path]:
 def write_file_list(path: Path, paths: Iterable[os.PathLike[str] | str]) -> Path:
     """The NUL-separated list ``read_file_list`` reads (used by tests and the digiKam script)."""
     data = b"".join(os.fsencode(p) + b"\0" for p in paths)
-    _atomic_write(path, data)
-    return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return write_bytes_atomic(path, data)
 
 
 def tsv_field(value: object) -> str:
@@ -79,7 +66,7 @@ class WorkDir:
         return self.path / name
 
     def progress(self, done: int, total: int) -> None:
-        _atomic_write(self.file(PROGRESS_NAME), f"{done} {total}\n".encode())
+        write_bytes_atomic(self.file(PROGRESS_NAME), f"{done} {total}\n".encode())
 
     def cancelled(self) -> bool:
         return self.file(CANCEL_NAME).exists()
@@ -87,8 +74,8 @@ class WorkDir:
     def add_row(self, fields: Sequence[object]) -> None:
         self._rows.append("\t".join(tsv_field(f) for f in fields))
         # rewritten after every image, so a crash or a cancel still leaves the finished ones readable
-        _atomic_write(self.file(RESULTS_NAME), ("\n".join(self._rows) + "\n").encode("utf-8", "surrogateescape"))
+        write_bytes_atomic(self.file(RESULTS_NAME), ("\n".join(self._rows) + "\n").encode("utf-8", "surrogateescape"))
 
     def finish(self) -> None:
         if not self._rows:
-            _atomic_write(self.file(RESULTS_NAME), b"")
+            write_bytes_atomic(self.file(RESULTS_NAME), b"")

@@ -8,12 +8,11 @@ export as high-quality JPEG from a full demosaic.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, JpegImagePlugin
 
+from .atomic import atomic_path
 from .decode import apply_orientation, image_format, open_full
 from .errors import PicError
 from .geometry import Box, Ratio, exact_pixel_crop
@@ -50,16 +49,10 @@ def export_crop(image: Path, crop: Box, ratio: Ratio, out: Path) -> Path:
     x0, y0, x1, y1 = exact_pixel_crop(crop, upright.size, ratio)
     cropped = upright.crop((x0, y0, x1, y1))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=out.suffix or ".tmp", dir=out.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            cropped.save(fh, **save_kwargs)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            cropped.save(tmp, **save_kwargs)
     except Exception as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise PicError(f"cannot write export {out}: {exc}") from exc
     return out
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from .atomic import atomic_path, write_bytes_atomic
 from .catalog import Catalog
 from .errors import PicError
 from .geometry import Box
@@ -203,28 +203,9 @@ def _esc(text: str) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode("utf-8", "backslashreplace"))
+    write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"))
 
 
 def _save_atomic(img: Image.Image, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=".jpg", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, "JPEG", quality=85)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        img.save(tmp, "JPEG", quality=85)

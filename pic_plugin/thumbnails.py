@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 from PIL import Image
 
+from .atomic import atomic_path
 from .decode import decode
 
 #: Long side of the grid thumbnails and of the large review view, in pixels.
@@ -75,12 +75,5 @@ def render(image: Path, size: int) -> Image.Image:
 
 def _save_atomic(img: Image.Image, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".thumb-", suffix=".jpg", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, "JPEG", quality=JPEG_QUALITY, optimize=True)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(target, fsync=False) as tmp:  # a cache: a lost thumbnail is simply made again
+        img.save(tmp, "JPEG", quality=JPEG_QUALITY, optimize=True)
