@@ -26,7 +26,7 @@ def test_thumbnail_is_upright_small_and_made_once(tmp_path: Path, monkeypatch: p
     with Image.open(thumb) as im:
         assert im.size == (200, 300)  # displayed frame: portrait, long side 300
         assert im.getpixel((100, 60))[0] > 150  # the bright subject is at the top, as the user sees it
-    assert not list(thumb.parent.glob(".thumb-*"))  # no temp files left behind
+    assert not list(thumb.parent.glob(".pic-*"))  # no temp files left behind
 
     def boom(*args: object) -> None:
         raise AssertionError("decoded again")
