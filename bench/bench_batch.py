@@ -29,9 +29,10 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pic_plugin import scorers  # noqa: E402
+from pic_plugin.analysis import analyze_file  # noqa: E402
 from pic_plugin.datasets import shared_data_dir  # noqa: E402
 from pic_plugin.decode import decode  # noqa: E402
-from pic_plugin.features import analyze, set_single_threaded, tune_allocator  # noqa: E402
+from pic_plugin.features import set_single_threaded, tune_allocator  # noqa: E402
 from pic_plugin.geometry import FREE  # noqa: E402
 from pic_plugin.suggest import suggest  # noqa: E402
 
@@ -89,11 +90,11 @@ def main() -> int:
     scorer = scorers.load()
     print(f"{len(files)} JPEGs of {SIZE[0]}x{SIZE[1]} ({sum(f.stat().st_size for f in files) / len(files) / 1e6:.1f} MB each) in {folder}")
 
-    def pic(f: Path) -> None:
-        suggest(analyze(decode(f)), scorer, FREE)
+    def pic(f: Path) -> None:  # what a batch worker does for a new photo (no catalog cache)
+        suggest(analyze_file(f).analysis, scorer, FREE)
 
-    def decode_only(f: Path) -> None:
-        decode(f)
+    def decode_only(f: Path) -> None:  # the same reduced-size decode pic does, and nothing else
+        decode(f, oversize=1.5)
 
     def vips_attention(f: Path) -> None:
         pyvips.Image.thumbnail(str(f), 512, height=512, crop="attention").write_to_buffer(".jpg")

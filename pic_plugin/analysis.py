@@ -45,7 +45,7 @@ def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None
                 return FileAnalysis(path, key, analysis, orientation, fmt, cached=True)
         except (ValueError, KeyError, OSError):
             pass  # a damaged cache entry is recomputed
-    decoded = decode(path)
+    decoded = decode(path, oversize=1.5)
     analysis = features.analyze(decoded)
     return FileAnalysis(
         path, key, analysis, decoded.orientation, decoded.format, cached=False, new_features=analysis.to_bytes()

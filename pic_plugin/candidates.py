@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -87,7 +88,15 @@ def _positions(slack: float, step: float) -> np.ndarray:
 
 
 def generate(image_size: tuple[int, int], ratio: Ratio, dense: bool = True) -> Candidates:
-    """Candidates for one image. ``ratio`` free -> grid + windows of every common ratio and the original."""
+    """Candidates for one image. ``ratio`` free -> grid + windows of every common ratio and the original.
+
+    Photos of one camera share their size, so the (read-only) result is cached per size and ratio.
+    """
+    return _generate(tuple(image_size), ratio, dense)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def _generate(image_size: tuple[int, int], ratio: Ratio, dense: bool) -> Candidates:
     boxes: list[np.ndarray] = []
     names: list[str] = []
 
@@ -112,7 +121,9 @@ def generate(image_size: tuple[int, int], ratio: Ratio, dense: bool = True) -> C
         if not names:  # tiny image: the largest box of the ratio, whatever its size
             bw, bh = largest_box(aspect, image_size)
             add([Box((1 - bw) / 2, (1 - bh) / 2, (1 + bw) / 2, (1 + bh) / 2)], ratio.name)
-    return Candidates(np.concatenate(boxes).astype(np.float32), names)
+    arr = np.concatenate(boxes).astype(np.float32)
+    arr.flags.writeable = False  # shared between calls through the cache
+    return Candidates(arr, names)
 
 
 def jitter(box: Box, image_size: tuple[int, int], aspect: float | None, step: float = 0.015) -> list[Box]:

@@ -61,7 +61,7 @@ class DecodedImage:
     """An upright analysis-size image and what is known about the full-size original."""
 
     path: Path
-    pixels: np.ndarray  # H x W x 3 uint8, displayed frame, long side <= ANALYSIS_LONG_SIDE
+    pixels: np.ndarray  # H x W x 3 uint8, displayed frame, long side <= long_side * oversize (see decode)
     size: tuple[int, int]  # full displayed size (W, H) in pixels
     orientation: int  # EXIF orientation that was applied (1-8)
     format: str  # jpeg | png | tiff | webp | raw
@@ -96,8 +96,13 @@ def apply_orientation(img: Image.Image, orientation: int) -> Image.Image:
     return img.transpose(op) if op is not None else img
 
 
-def decode(path: str | Path, long_side: int = ANALYSIS_LONG_SIDE) -> DecodedImage:
-    """Decode ``path`` for analysis. Raises DecodeError with a message a user can act on."""
+def decode(path: str | Path, long_side: int = ANALYSIS_LONG_SIDE, oversize: float = 1.0) -> DecodedImage:
+    """Decode ``path`` for analysis. Raises DecodeError with a message a user can act on.
+
+    The result's long side is at most ``long_side``, or up to ``oversize`` times that when the reduced decode
+    already gives about the right size: the analysis resizes again anyway (CNN input, face detector), and a
+    24 MP JPEG decoded at 1/8 (750 px) would otherwise be resized twice (``analysis.py`` passes 1.5).
+    """
     path = Path(path)
     fmt = image_format(path)
     if fmt is None:
@@ -112,8 +117,8 @@ def decode(path: str | Path, long_side: int = ANALYSIS_LONG_SIDE) -> DecodedImag
             # Pillow warns (rather than fails) between MAX_IMAGE_PIXELS and twice that: make it an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if fmt == "raw":
-                return _decode_raw(path, long_side)
-            return _decode_pillow(path, fmt, long_side)
+                return _decode_raw(path, long_side, oversize)
+            return _decode_pillow(path, fmt, long_side, oversize)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -158,16 +163,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
+def _resize_long_side(img: Image.Image, long_side: int, oversize: float = 1.0) -> Image.Image:
     w, h = img.size
     scale = long_side / max(w, h)
-    if scale >= 1:
+    if scale >= 1 / oversize:
         return img
     new = (max(1, round(w * scale)), max(1, round(h * scale)))
     return img.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def _decode_pillow(path: Path, fmt: str, long_side: int) -> DecodedImage:
+def _decode_pillow(path: Path, fmt: str, long_side: int, oversize: float) -> DecodedImage:
     with open(path, "rb") as fh:
         img = Image.open(fh)
         stored = img.size
@@ -186,7 +191,7 @@ def _decode_pillow(path: Path, fmt: str, long_side: int) -> DecodedImage:
             img.seek(0)
         img.load()
         rgb = _to_rgb(img)
-    small = apply_orientation(_resize_long_side(rgb, long_side), orientation)
+    small = apply_orientation(_resize_long_side(rgb, long_side, oversize), orientation)
     return DecodedImage(
         path=path,
         pixels=np.asarray(small, dtype=np.uint8).copy(),
@@ -197,7 +202,7 @@ def _decode_pillow(path: Path, fmt: str, long_side: int) -> DecodedImage:
     )
 
 
-def _decode_raw(path: Path, long_side: int) -> DecodedImage:
+def _decode_raw(path: Path, long_side: int, oversize: float) -> DecodedImage:
     import rawpy  # lazy: LibRaw is only loaded when a RAW file is met
 
     try:
@@ -211,7 +216,7 @@ def _decode_raw(path: Path, long_side: int) -> DecodedImage:
         _check_pixels(stored)
         preview = _raw_preview(raw)
         if preview is not None and max(preview.size) >= min(MIN_PREVIEW_LONG_SIDE, max(stored)):
-            small = apply_orientation(_resize_long_side(_to_rgb(preview), long_side), orientation)
+            small = apply_orientation(_resize_long_side(_to_rgb(preview), long_side, oversize), orientation)
             method = "raw preview"
         else:
             # No usable preview: demosaic at half size. LibRaw applies the flip itself here.
@@ -219,7 +224,7 @@ def _decode_raw(path: Path, long_side: int) -> DecodedImage:
                 rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
             except rawpy.LibRawError as exc:
                 raise DecodeError(f"RAW file has no preview and LibRaw cannot decode it ({_libraw_msg(exc)})") from exc
-            small = _resize_long_side(Image.fromarray(rgb), long_side)
+            small = _resize_long_side(Image.fromarray(rgb), long_side, oversize)
             method = "raw half-size"
     return DecodedImage(
         path=path,
