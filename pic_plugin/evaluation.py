@@ -21,6 +21,7 @@ centre/smartcrop/libvips baselines still get the user's favourite ratio, an adva
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import candidate_features as cf
+from .composition import summarize_subject
 from .datasets import SubjectPhoto, stable_fold
 from .decode import decode
 from .faces import Face
@@ -280,78 +282,87 @@ def run_protocol(
     personas = list(personas) if personas is not None else design_family(24, seed=EVAL_SEED, prefix="eval")
     available = baselines_available()
     baselines = [b for b in baselines if b in ("centre", "user-mean") or available.get(b)]
-    feature_cache: dict = {}
     bcache = BaselineCache()
-    tallies: dict[str, dict[str, dict[int, Tally]]] = {
-        s: {m: {} for m in ("centre", "smartcrop", "libvips", "user-mean", "prior", "prior+attributes", "pic")}
-        for s in settings
-    }
-    per_user: dict[str, dict[str, dict[int, float]]] = {s: {} for s in settings}
-    prior_crops: dict[tuple[str, str, str], Box] = {}
+    methods = ("centre", "smartcrop", "libvips", "user-mean", "prior", "prior+attributes", "pic", "oracle-rule")
+    tallies: dict[str, dict[str, dict[int, Tally]]] = {s: {m: {} for m in methods} for s in settings}
+    iou_sums: dict[str, dict[str, dict[int, float]]] = {s: {p.name: {} for p in personas} for s in settings}
     t_finetune: list[float] = []
     t0 = time.time()
     n_support = min(SUPPORT_POOL, len(photos) // 2)
     prior_model = prior_user(net)
+
+    # Every user's split, crops and fine-tuned models first; then photo by photo, so that each photo's candidate
+    # features are computed once for all users and dropped afterwards.
+    plans = []
     for pi, persona in enumerate(personas):
         order = np.random.default_rng(EVAL_SEED + pi).permutation(len(photos))
         pool, held = order[:n_support], order[n_support:]
         crops = {int(i): persona.crop(photos[i].photo.subject_box, photos[i].size, photos[i].key) for i in order}
         users: dict[int, UserModel] = {}
         for k in ks:
-            if k == 0:
-                continue
-            examples = [UserExample(photos[int(i)].analysis, crops[int(i)]) for i in pool[:k]]
-            t1 = time.perf_counter()
-            users[k] = finetune(net, examples, config=finetune_config)
-            t_finetune.append(time.perf_counter() - t1)
+            if k:
+                examples = [UserExample(photos[int(i)].analysis, crops[int(i)]) for i in pool[:k]]
+                t1 = time.perf_counter()
+                users[k] = finetune(net, examples, config=finetune_config)
+                t_finetune.append(time.perf_counter() - t1)
+        support = {k: [(crops[int(j)], photos[int(j)].size) for j in pool[:k]] for k in ks if k}
         attr_user = prior_user(net, persona.attributes()) if attributes_row else None
-        for setting in settings:
-            t = tallies[setting]
-            per_user[setting][persona.name] = {}
-            for k in ks:
-                for m in ("centre", "smartcrop", "libvips", "user-mean", "pic"):
-                    t[m].setdefault(k, Tally())
-            for i in held:
-                ep = photos[int(i)]
-                ref = crops[int(i)]
-                size = ep.size
-                subject, faces = ep.photo.subject_box, ep.analysis.faces
-                wanted = persona.requested_ratio(size)
+        plans.append((persona, set(int(i) for i in held), crops, users, support, attr_user))
+    log(f"fine-tuned {len(t_finetune)} user models ({time.time() - t0:.0f}s)")
+
+    for i, ep in enumerate(photos):
+        cache: dict = {}
+        size, subject, faces = ep.size, ep.photo.subject_box, ep.analysis.faces
+        prior_crops: dict[tuple[str, str], Box] = {}
+        predicted_subject = Box(*summarize_subject(ep.analysis).box)
+        for persona, held, crops, users, support, attr_user in plans:
+            if i not in held:
+                continue
+            ref = crops[i]
+            wanted = persona.requested_ratio(size)
+            for setting in settings:
+                t = tallies[setting]
                 ratio = wanted if setting == "ratio" else FREE
                 # Baselines that need a ratio get the user's favourite in both settings.
                 fixed: dict[str, Box] = {"centre": centre_crop(size, wanted)}
                 for b in ("smartcrop", "libvips"):
                     if b in baselines:
                         fixed[b] = bcache.get(b, ep.photo.image, size, wanted)
-                pkey = (ep.key, setting, ratio.name)
-                if pkey not in prior_crops:
-                    prior_crops[pkey] = _suggest(net, prior_model, ep.analysis, ratio, feature_cache)
+                if (setting, ratio.name) not in prior_crops:
+                    prior_crops[(setting, ratio.name)] = _suggest(net, prior_model, ep.analysis, ratio, cache)
+                prior_box = prior_crops[(setting, ratio.name)]
+                mine = iou_sums[setting][persona.name]
+                # Reference, not a method: the user's exact rule (no jitter, always the favourite ratio) applied to
+                # the subject as pic's subject map sees it. How far knowing the user perfectly gets without S.
+                exact = dataclasses.replace(persona, jitter=0.0, habit=1.0).crop(predicted_subject, size, ep.key)
+                t["oracle-rule"].setdefault(0, Tally()).add(exact, ref, subject, faces)
                 for k in ks:
                     for b, box in fixed.items():
-                        t[b][k].add(box, ref, subject, faces)
+                        t[b].setdefault(k, Tally()).add(box, ref, subject, faces)
                     if k == 0:
-                        t["pic"][k].add(prior_crops[pkey], ref, subject, faces)
-                        mine = per_user[setting][persona.name]
-                        mine[0] = mine.get(0, 0.0) + iou(prior_crops[pkey], ref)
-                        t.setdefault("prior", {}).setdefault(0, Tally()).add(prior_crops[pkey], ref, subject, faces)
+                        t["pic"].setdefault(0, Tally()).add(prior_box, ref, subject, faces)
+                        t["prior"].setdefault(0, Tally()).add(prior_box, ref, subject, faces)
+                        mine[0] = mine.get(0, 0.0) + iou(prior_box, ref)
                         if attr_user is not None:
-                            box = _suggest(net, attr_user, ep.analysis, ratio, feature_cache)
+                            box = _suggest(net, attr_user, ep.analysis, ratio, cache)
                             t["prior+attributes"].setdefault(0, Tally()).add(box, ref, subject, faces)
                         continue
-                    support = [(crops[int(j)], photos[int(j)].size) for j in pool[:k]]
-                    um = user_mean_geometry(support, size, ratio if setting == "ratio" else None)
-                    t["user-mean"][k].add(um, ref, subject, faces)
-                    box = _suggest(net, users[k], ep.analysis, ratio, feature_cache)
-                    t["pic"][k].add(box, ref, subject, faces)
-                    per_user[setting][persona.name][k] = per_user[setting][persona.name].get(k, 0.0) + iou(box, ref)
-            for k in list(per_user[setting][persona.name]):
-                per_user[setting][persona.name][k] /= len(held)
-        log(f"{pi + 1}/{len(personas)} users ({time.time() - t0:.0f}s)")
-    tables = {
-        s: {m: {k: tl.summary() for k, tl in by_k.items() if tl.n} for m, by_k in methods.items()}
-        for s, methods in tallies.items()
+                    um = user_mean_geometry(support[k], size, ratio if setting == "ratio" else None)
+                    t["user-mean"].setdefault(k, Tally()).add(um, ref, subject, faces)
+                    box = _suggest(net, users[k], ep.analysis, ratio, cache)
+                    t["pic"].setdefault(k, Tally()).add(box, ref, subject, faces)
+                    mine[k] = mine.get(k, 0.0) + iou(box, ref)
+        if (i + 1) % 20 == 0:
+            log(f"{i + 1}/{len(photos)} photos ({time.time() - t0:.0f}s)")
+    per_user = {
+        s: {name: {k: v / max(1, len(photos) - n_support) for k, v in by_k.items()} for name, by_k in users_.items()}
+        for s, users_ in iou_sums.items()
     }
-    tables = {s: {m: v for m, v in methods.items() if v} for s, methods in tables.items()}
+    tables = {
+        s: {m: {k: tl.summary() for k, tl in sorted(by_k.items()) if tl.n} for m, by_k in ms.items()}
+        for s, ms in tallies.items()
+    }
+    tables = {s: {m: v for m, v in ms.items() if v} for s, ms in tables.items()}
     timings = {
         "finetune_mean_s": float(np.mean(t_finetune)) if t_finetune else 0.0,
         "finetune_max_s": float(np.max(t_finetune)) if t_finetune else 0.0,
@@ -490,6 +501,7 @@ METHOD_LABELS = {
     "prior": "generic prior",
     "prior+attributes": "prior + profile attributes",
     "pic": "pic (k=0: prior; k>0: personalized)",
+    "oracle-rule": "reference: the user's exact rule on pic's predicted subject",
 }
 
 

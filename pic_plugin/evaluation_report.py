@@ -27,7 +27,7 @@ from .geometry import FREE, parse_ratio
 from .model import PicScorer, load_prior, prior_user
 from .personas import FLMS_PAIRWISE_IOU, check_personas, design_family
 from .suggest import suggest
-from .training import UserExample, finetune
+from .training import UserExample, finetune, torch_threads
 
 
 def protocol_report(
@@ -35,7 +35,15 @@ def protocol_report(
     quick: bool = False,
     cache: Path | None = None,
     log: Callable[[str], None] = print,
+    threads: int = 1,
 ) -> tuple[str, dict[str, Any]]:
+    """Run everything and return (markdown for the README, the raw numbers). One torch thread by default: the
+    networks are small, and timings are then comparable between a quiet and a busy machine."""
+    with torch_threads(threads):
+        return _report(n_users, quick, cache, log)
+
+
+def _report(n_users: int, quick: bool, cache: Path | None, log: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
     t0 = time.time()
     root = shared_data_dir()
     if root is None:
@@ -115,7 +123,7 @@ def timing_report(net: Any, photos: list[ev.EvalPhoto]) -> dict[str, float]:
     return out
 
 
-METHOD_ORDER = ("centre", "smartcrop", "libvips", "user-mean", "prior", "prior+attributes", "pic")
+METHOD_ORDER = ("centre", "smartcrop", "libvips", "user-mean", "prior", "prior+attributes", "pic", "oracle-rule")
 
 
 def format_report(data: dict[str, Any], ks: tuple[int, ...]) -> str:

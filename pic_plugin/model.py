@@ -88,6 +88,7 @@ class PicNet(nn.Module):
         self.roi_dim = channels * cf.GRID * cf.GRID
         g = cf.GEOMETRY_DIM
         self.z_dim = z_dim
+        self.hidden = hidden
         # Input standardization, set from the training data (buffers: saved with the weights).
         self.register_buffer("content_mean", torch.zeros(self.content_dim))
         self.register_buffer("content_std", torch.ones(self.content_dim))
@@ -196,12 +197,13 @@ class UserModel:
 
 def save_prior(net: PicNet, path: Path, meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": net.state_dict(), "meta": meta}, path)
+    arch = {"z_dim": net.z_dim, "hidden": net.hidden}
+    torch.save({"state": net.state_dict(), "arch": arch, "meta": meta}, path)
 
 
 def load_prior_file(path: Path) -> tuple[PicNet, dict[str, Any]]:
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    net = PicNet()
+    net = PicNet(**blob.get("arch", {}))
     net.load_state_dict(blob["state"])
     net.eval()
     for p in net.parameters():

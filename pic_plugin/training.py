@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,18 @@ PAIR_MARGIN = 1.0
 #: Support-set sizes drawn for training episodes (0 = the generic prior).
 EPISODE_K = (0, 0, 1, 2, 3, 5, 5, 8, 10, 10, 15, 20, 30, 50)
 MAX_K = 50
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch with ``n`` threads inside the block. Fine-tuning works on small matrices: one thread is fastest,
+    and on a busy machine two threads can be ten times slower than one (threads wait for each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def flip_box(box: Box) -> Box:
@@ -384,6 +397,8 @@ class PriorConfig:
     real_user_rate: float = 0.3  # share of episodes drawn from real users' tasks, when given
     design_personas: int = 600
     broad_personas: int = 600
+    hidden: int = 64  # width of the branches' MLPs
+    z_dim: int = 8  # size of the user latent
     seed: int = 0
     log_every: int = 250
     extra: dict[str, Any] = field(default_factory=dict)
@@ -463,6 +478,74 @@ class EpisodeSampler:
         return pool[idx], ious[idx]
 
 
+@dataclass
+class EpisodeBatch:
+    """B episodes: each a user latent's inputs (attributes, support crops) and Q query candidate lists."""
+
+    content: torch.Tensor  # B x Q x L x content_dim (raw)
+    geometry: torch.Tensor  # B x Q x L x GEOMETRY_DIM (raw)
+    ious: torch.Tensor  # B x Q x L: IoU of each candidate with the user's crop of that photo
+    mask: torch.Tensor  # B x Q x L: 1 = a candidate
+    support: torch.Tensor  # B x MAX_K x GEOMETRY_DIM (raw): the user's crops of the support photos
+    support_mask: torch.Tensor  # B x MAX_K
+    tokens: list[list[int]]  # attribute tokens per episode
+
+
+def make_batch(sampler: EpisodeSampler, personas: Sequence[Persona], user_tasks: Sequence[UserTask] = ()) -> EpisodeBatch:
+    cfg, rng, crops, items = sampler.cfg, sampler.rng, sampler.crops, sampler.items
+    b, q, length = cfg.batch, cfg.queries, cfg.top + cfg.random_candidates
+    content_dim = items[0].content.shape[1]
+    out = EpisodeBatch(
+        torch.zeros(b, q, length, content_dim),
+        torch.zeros(b, q, length, cf.GEOMETRY_DIM),
+        torch.zeros(b, q, length),
+        torch.zeros(b, q, length),
+        torch.zeros(b, MAX_K, cf.GEOMETRY_DIM),
+        torch.zeros(b, MAX_K),
+        [],
+    )
+    for e in range(b):
+        k = int(rng.choice(EPISODE_K))
+        if user_tasks and rng.random() < cfg.real_user_rate:
+            _real_episode(e, user_tasks, k, q, sampler, out)
+            out.tokens.append([])
+            continue
+        p = int(rng.integers(len(personas)))
+        k = min(k, len(sampler.bases) - q)  # small photo sets (tests)
+        photos = sampler.photos(k + q)
+        sup, qry = photos[:k], photos[k:]
+        if k:
+            out.support[e, :k] = crops.geometry[p, sup]
+            out.support_mask[e, :k] = 1
+        # Some episodes see part of the user's profile: attributes and crops must add up.
+        keep_some = rng.random() < cfg.attribute_rate
+        out.tokens.append([t for t in crops.tokens[p] if keep_some and rng.random() < 0.6])
+        for j, m in enumerate(qry):
+            idx, iou = sampler.query_list(items[m], crops.boxes[p, m], personas[p])
+            _fill(out, e, j, items[m], idx, iou)
+    return out
+
+
+def _fill(batch: EpisodeBatch, e: int, j: int, item: PhotoItem, idx: np.ndarray, iou: np.ndarray) -> None:
+    n = len(idx)
+    ti = torch.from_numpy(idx)
+    batch.content[e, j, :n] = item.content[ti].float()
+    batch.geometry[e, j, :n] = item.geometry[ti].float()
+    batch.ious[e, j, :n] = torch.from_numpy(iou)
+    batch.mask[e, j, :n] = 1
+
+
+def episode_loss(net: PicNet, batch: EpisodeBatch, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(listwise, pairwise) loss of the query lists, each scored with its episode's user latent."""
+    content, geometry = net.standardize(batch.content, batch.geometry)
+    support = (batch.support - net.geometry_mean) / net.geometry_std
+    z = net.attribute_latent(batch.tokens) + net.crops_latent(support, batch.support_mask)
+    scores = net(content, geometry, z.unsqueeze(1).expand(-1, batch.ious.shape[1], -1))
+    listwise = soft_listwise(scores, batch.ious, batch.mask).mean()
+    pair = pairwise_loss(scores.masked_fill(batch.mask == 0, 0), batch.ious.masked_fill(batch.mask == 0, -1), top)
+    return listwise, pair
+
+
 def train_prior(
     items: list[PhotoItem],
     views: ViewPairs | None,
@@ -480,7 +563,7 @@ def train_prior(
     personas = training_personas(config)
     crops = persona_crops(personas, items)
     log(f"persona crops: {len(personas)} personas x {len(items)} photos in {time.time() - t0:.0f}s")
-    net = PicNet()
+    net = PicNet(z_dim=config.z_dim, hidden=config.hidden)
     set_standardization(net, items)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.05)
@@ -488,47 +571,10 @@ def train_prior(
     keep_sets = [_keep_pairs(it) for it in items]
     history: list[dict[str, float]] = []
     running: dict[str, float] = {}
-    L = config.top + config.random_candidates
     for step in range(config.steps):
         net.train()
-        b, q = config.batch, config.queries
-        content = torch.zeros(b, q, L, net.content_dim)
-        geometry = torch.zeros(b, q, L, cf.GEOMETRY_DIM)
-        ious = torch.zeros(b, q, L)
-        mask = torch.zeros(b, q, L)
-        support = torch.zeros(b, MAX_K, cf.GEOMETRY_DIM)
-        support_mask = torch.zeros(b, MAX_K)
-        token_lists = []
-        for e in range(b):
-            k = int(rng.choice(EPISODE_K))
-            if user_tasks and rng.random() < config.real_user_rate:
-                _real_episode(e, user_tasks, k, q, sampler, rng, content, geometry, ious, mask, support, support_mask)
-                token_lists.append([])
-                continue
-            p = int(rng.integers(len(personas)))
-            photos = sampler.photos(k + q)
-            sup, qry = photos[:k], photos[k:]
-            if k:
-                support[e, :k] = crops.geometry[p, sup]
-                support_mask[e, :k] = 1
-            # Some episodes see part of the user's profile: attributes and crops must add up.
-            keep_some = rng.random() < config.attribute_rate
-            token_lists.append([t for t in crops.tokens[p] if keep_some and rng.random() < 0.6])
-            for j, m in enumerate(qry):
-                item = items[m]
-                idx, iou = sampler.query_list(item, crops.boxes[p, m], personas[p])
-                n = len(idx)
-                ti = torch.from_numpy(idx)
-                content[e, j, :n] = item.content[ti].float()
-                geometry[e, j, :n] = item.geometry[ti].float()
-                ious[e, j, :n] = torch.from_numpy(iou)
-                mask[e, j, :n] = 1
-        content, geometry = net.standardize(content, geometry)
-        support = (support - net.geometry_mean) / net.geometry_std
-        z = net.attribute_latent(token_lists) + net.crops_latent(support, support_mask)
-        scores = net(content, geometry, z.unsqueeze(1).expand(-1, q, -1))
-        listwise = (soft_listwise(scores, ious, mask)).mean()
-        pair = pairwise_loss(scores.masked_fill(mask == 0, 0), ious.masked_fill(mask == 0, -1), config.top)
+        batch = make_batch(sampler, personas, user_tasks)
+        listwise, pair = episode_loss(net, batch, config.top)
         loss = listwise + config.pair_weight * pair
         parts = {"listwise": listwise.item(), "pair": pair.item()}
         if views is not None and config.vfn_weight > 0:
@@ -567,21 +613,9 @@ def train_prior(
                  "photos": len(items)}  # fmt: skip
 
 
-def _real_episode(
-    e: int,
-    tasks: Sequence[UserTask],
-    k: int,
-    q: int,
-    sampler: EpisodeSampler,
-    rng: np.random.Generator,
-    content: torch.Tensor,
-    geometry: torch.Tensor,
-    ious: torch.Tensor,
-    mask: torch.Tensor,
-    support: torch.Tensor,
-    support_mask: torch.Tensor,
-) -> None:
+def _real_episode(e: int, tasks: Sequence[UserTask], k: int, q: int, sampler: EpisodeSampler, out: EpisodeBatch) -> None:
     """Fill episode ``e`` from a real user's task (support and queries are that user's own crops)."""
+    rng = sampler.rng
     task = tasks[int(rng.integers(len(tasks)))]
     n = len(task.items)
     q = min(q, n - 1)
@@ -589,16 +623,12 @@ def _real_episode(
     order = rng.permutation(n)
     sup, qry = order[:k], order[k : k + q]
     if k:
-        support[e, :k] = task.geometry[torch.from_numpy(sup)]
-        support_mask[e, :k] = 1
+        out.support[e, :k] = task.geometry[torch.from_numpy(sup)]
+        out.support_mask[e, :k] = 1
     for j, m in enumerate(qry):
         item = task.items[int(m)]
         idx, iou = sampler.query_list(item, task.crops[int(m)], None)
-        ti = torch.from_numpy(idx)
-        content[e, j, : len(idx)] = item.content[ti].float()
-        geometry[e, j, : len(idx)] = item.geometry[ti].float()
-        ious[e, j, : len(idx)] = torch.from_numpy(iou)
-        mask[e, j, : len(idx)] = 1
+        _fill(out, e, j, item, idx, iou)
 
 
 def _keep_pairs(item: PhotoItem) -> tuple[np.ndarray, np.ndarray]:
@@ -625,6 +655,38 @@ def _keep_loss(net: PicNet, items: list[PhotoItem], keep_sets: list, rng: np.ran
     return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
+def validation_callback(
+    items: list[PhotoItem], n_personas: int = 16, seed: int = 999, queries_from: int = 40
+) -> Callable[[PicNet], dict[str, float]]:
+    """Mean IoU of the best-scored candidate on held-out photos for held-out personas, at k = 0 and k = 10
+    (crops encoding only, no fine-tuning): the curve printed while training, never a training signal."""
+    personas = design_family(n_personas, seed=seed, prefix="validation")
+    crops = persona_crops(personas, items)
+
+    def validate(net: PicNet) -> dict[str, float]:
+        out = {}
+        for k in (0, 10):
+            res = []
+            for pi in range(len(personas)):
+                order = np.random.default_rng(pi).permutation(len(items))
+                sup, qry = order[:k], order[queries_from:]
+                with torch.no_grad():
+                    if k:
+                        s = (crops.geometry[pi, sup] - net.geometry_mean) / net.geometry_std
+                        z = net.crops_latent(s[None], torch.ones(1, k))[0]
+                    else:
+                        z = torch.zeros(net.z_dim)
+                    for m in qry:
+                        it = items[m]
+                        c, g = net.standardize(it.content.float(), it.geometry.float())
+                        best = it.boxes[int(net(c, g, z).argmax())]
+                        res.append(box_ious(best[None], crops.boxes[pi, m])[0])
+            out[f"val_iou_k{k}"] = round(float(np.mean(res)), 4)
+        return out
+
+    return validate
+
+
 # --- per-user fine-tuning -------------------------------------------------------------------------------------
 
 
@@ -632,8 +694,8 @@ def _keep_loss(net: PicNet, items: list[PhotoItem], keep_sets: list, rng: np.ran
 class FinetuneConfig:
     steps: int = 80
     lr: float = 0.05
-    z_pull: float = 0.05  # L2 pull of the latent offset toward the prior, per crop-averaged loss
-    adapter_pull: float = 0.5
+    z_pull: float = 0.3  # L2 pull of the latent offset toward the prior (chosen on the validation fold)
+    adapter_pull: float = 3.0
     candidates: int = 256  # per crop: the nearest by IoU and a random rest
     top: int = 64
     seed: int = 0
@@ -658,6 +720,17 @@ def finetune(
     prior: str = "",
 ) -> UserModel:
     """Fit one user's latent offset and adapter to their crops (k = len(examples); k = 0 -> the prior)."""
+    with torch_threads(1):
+        return _finetune(net, examples, attributes, config, prior)
+
+
+def _finetune(
+    net: PicNet,
+    examples: Sequence[UserExample],
+    attributes: dict[str, Any] | None,
+    config: FinetuneConfig | None,
+    prior: str,
+) -> UserModel:
     cfg = config or FinetuneConfig()
     t0 = time.time()
     rng = np.random.default_rng(cfg.seed)
@@ -704,20 +777,28 @@ def finetune(
     offset = torch.zeros(net.z_dim, requires_grad=True)
     adapter = torch.zeros(g, requires_grad=True)
     opt = torch.optim.Adam([offset, adapter], lr=cfg.lr)
+
+    def support_loss() -> torch.Tensor:
+        scores = objective + net.subjective_score(geometry, (z0 + offset).expand(k, -1)) + (geometry * adapter).sum(-1)
+        return (soft_listwise(scores, iou_t, mask) * w).sum()
+
+    with torch.no_grad():
+        initial = float(support_loss())
     for _ in range(cfg.steps):
-        z = z0 + offset
-        scores = objective + net.subjective_score(geometry, z.expand(k, -1)) + (geometry * adapter).sum(-1)
-        data = (soft_listwise(scores, iou_t, mask) * w).sum()
+        data = support_loss()
         # Bayesian pull: the data term is a mean over crops, so the prior weighs 1/k of it.
         loss = data + (cfg.z_pull * offset.pow(2).sum() + cfg.adapter_pull * adapter.pow(2).sum()) / k
         opt.zero_grad()
         loss.backward()
         opt.step()
+    with torch.no_grad():
+        final = float(support_loss())
     return UserModel(
         z=(z0 + offset).detach().numpy().astype(np.float32),
         adapter=adapter.detach().numpy().astype(np.float32),
         attributes=dict(attributes or {}),
         k=k,
         prior=prior,
-        metrics={"seconds": round(time.time() - t0, 3), "support_loss": round(float(data.detach()), 4)},
+        metrics={"seconds": round(time.time() - t0, 3), "support_loss": round(final, 4),
+                 "support_loss_before": round(initial, 4)},  # fmt: skip
     )

@@ -13,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from pic_plugin.prior_recipe import train_shipped_prior
 
 
@@ -27,7 +25,6 @@ def main() -> int:
     ap.add_argument("--images", type=Path, default=None, help="images named by the per-user CSV files")
     ap.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
         train_shipped_prior(args.out, args.steps, args.gaicd, args.per_user, args.images, args.cache,
                             log=lambda s: print(s, flush=True))  # fmt: skip

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
-from cli.model_commands import COMMANDS
 from conftest import jpeg_bytes, make_photo
+from pic_cli.model_commands import COMMANDS
+
 from pic_plugin.catalog import Catalog
 from pic_plugin.model import load_prior
 
@@ -53,8 +53,8 @@ def _crop_csv(tmp_path: Path, n: int = 4) -> Path:
     lines = ["path,left,top,right,bottom"]
     for i in range(n):
         name = f"img {i}.jpg"  # a space in the name on purpose
-        (tmp_path / name).write_bytes(jpeg_bytes(make_photo(480, 320, seed=i, subject=(0.3 + 0.1 * i, 0.5))))
-        cx = 0.3 + 0.1 * i
+        cx = 0.25 + 0.5 * i / max(n - 1, 1)
+        (tmp_path / name).write_bytes(jpeg_bytes(make_photo(480, 320, seed=i, subject=(cx, 0.5))))
         lines.append(f"{name},{cx - 0.2:.3f},0.2,{cx + 0.2:.3f},0.8")
     f = tmp_path / "crops.csv"
     f.write_text("\n".join(lines) + "\n")
