@@ -7,7 +7,6 @@ Registered in ``main.py`` with ``for command in model_commands.COMMANDS: cli.add
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,13 +45,20 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 @click.command()
 @click.option("--user", required=True, metavar="NAME", help="Whose profile.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Set an attribute: ratio=4:5, framing=tight|medium|loose, placement=centred|left|right|high|low, "
-                   "orientation=follow|fixed (does your ratio turn with the photo?). Repeatable.")  # fmt: skip
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set an attribute: ratio=4:5, framing=tight|medium|loose, placement=centred|left|right|high|low, "
+    "orientation=follow|fixed (does your ratio turn with the photo?). Repeatable.",
+)
 @click.option("--unset", "unsets", multiple=True, metavar="KEY", help="Remove an attribute. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
 @_catalog_option
-def profile(user: str, sets: tuple[str, ...], unsets: tuple[str, ...], as_json: bool, catalog_path: Path | None) -> None:
+def profile(
+    user: str, sets: tuple[str, ...], unsets: tuple[str, ...], as_json: bool, catalog_path: Path | None
+) -> None:
     """Show or set a user's profile attributes (a cold start for their crop style)."""
     from pic_plugin.model import unknown_attributes
 
@@ -66,8 +72,11 @@ def profile(user: str, sets: tuple[str, ...], unsets: tuple[str, ...], as_json: 
         versions = catalog.model_versions(user)
     unknown = unknown_attributes(attributes)
     if as_json:
-        click.echo(json.dumps({"user": user, "attributes": attributes, "ignored_by_model": unknown,
-                               "model_versions": len(versions)}))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {"user": user, "attributes": attributes, "ignored_by_model": unknown, "model_versions": len(versions)}
+            )
+        )
         return
     click.echo(f"user {user}")
     for key, value in sorted(attributes.items()):
@@ -88,15 +97,25 @@ def learn_from_library(paths: tuple[Path, ...]) -> list:
 
 @click.command()
 @click.option("--user", required=True, metavar="NAME", help="Whose crops.")
-@click.option("--crops", "crops_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV (path,left,top,right,bottom; normalized, displayed frame) or JSON lines with the same keys.")
-@click.option("--from-library", "library", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Read the crops you made in darktable / digiKam / Lightroom sidecars under PATH.")  # fmt: skip
+@click.option(
+    "--crops",
+    "crops_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV (path,left,top,right,bottom; normalized, displayed frame) or JSON lines with the same keys.",
+)
+@click.option(
+    "--from-library",
+    "library",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Read the crops you made in darktable / digiKam / Lightroom sidecars under PATH.",
+)
 @click.option("--note", default="", help="Note stored with the new model version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_catalog_option
-def learn(user: str, crops_file: Path | None, library: tuple[Path, ...], note: str, as_json: bool,
-          catalog_path: Path | None) -> None:  # fmt: skip
+def learn(
+    user: str, crops_file: Path | None, library: tuple[Path, ...], note: str, as_json: bool, catalog_path: Path | None
+) -> None:
     """Add a user's crops and fine-tune their model (seconds; a new version, undo with `pic model --rollback`)."""
     from pic_plugin.personalize import learn as learn_crops
     from pic_plugin.personalize import read_crop_file
@@ -116,27 +135,44 @@ def learn(user: str, crops_file: Path | None, library: tuple[Path, ...], note: s
     for err in result.errors:
         click.echo(f"error: {err}", err=True)
     if as_json:
-        click.echo(json.dumps({"user": user, "added": result.added, "k": result.k, "version": result.version,
-                               "seconds": round(result.seconds, 3), "errors": result.errors}))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "user": user,
+                    "added": result.added,
+                    "k": result.k,
+                    "version": result.version,
+                    "seconds": round(result.seconds, 3),
+                    "errors": result.errors,
+                }
+            )
+        )
     elif result.version is None:
         click.echo(f"{user}: no usable crops yet; suggestions use the generic prior")
     else:
-        click.echo(f"{user}: {result.added} new crops; fine-tuned on {result.k} crops in {result.seconds:.1f}s "
-                   f"-> model version {result.version}")  # fmt: skip
+        click.echo(
+            f"{user}: {result.added} new crops; fine-tuned on {result.k} crops in {result.seconds:.1f}s "
+            f"-> model version {result.version}"
+        )
     if result.errors:
         sys.exit(1)
 
 
 @click.command("eval")
-@click.option("--user", default=None, metavar="NAME",
-              help="Evaluate on this user's own crops (held-out split). Without it: the simulated-user protocol.")
+@click.option(
+    "--user",
+    default=None,
+    metavar="NAME",
+    help="Evaluate on this user's own crops (held-out split). Without it: the simulated-user protocol.",
+)
 @click.option("--heldout", default=0.3, show_default=True, help="Share of the user's photos held out.")
 @click.option("--users", "n_users", default=24, show_default=True, help="Simulated users (protocol only).")
 @click.option("--quick", is_flag=True, help="Protocol on 4 users, k in {0, 10}, no smartcrop/libvips.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_catalog_option
-def eval_command(user: str | None, heldout: float, n_users: int, quick: bool, as_json: bool,
-                 catalog_path: Path | None) -> None:  # fmt: skip
+def eval_command(
+    user: str | None, heldout: float, n_users: int, quick: bool, as_json: bool, catalog_path: Path | None
+) -> None:
     """How well pic predicts crops: a user's held-out crops, or DESIGN section 6 on the shared photos."""
     from pic_plugin import evaluation
     from pic_plugin.model import load_prior
@@ -160,8 +196,10 @@ def eval_command(user: str | None, heldout: float, n_users: int, quick: bool, as
         if as_json:
             click.echo(json.dumps(report))
             return
-        click.echo(f"{user}: fine-tuned on {report['train_crops']} crops ({report['finetune_s']:.1f}s), "
-                   f"measured on {report['heldout_crops']} held-out crops; favourite ratio {report['favourite_ratio']}")
+        click.echo(
+            f"{user}: fine-tuned on {report['train_crops']} crops ({report['finetune_s']:.1f}s), "
+            f"measured on {report['heldout_crops']} held-out crops; favourite ratio {report['favourite_ratio']}"
+        )
         click.echo("| method | mean IoU | BDE | hit rate | face cuts |")
         click.echo("|---|---:|---:|---:|---:|")
         for method, m in report["methods"].items():
@@ -169,30 +207,69 @@ def eval_command(user: str | None, heldout: float, n_users: int, quick: bool, as
         return
     from pic_plugin.evaluation_report import protocol_report
 
-    text, data = protocol_report(n_users=4 if quick else n_users, quick=quick, log=lambda s: click.echo(s, err=True))
+    try:
+        text, data = protocol_report(
+            n_users=4 if quick else n_users, quick=quick, log=lambda s: click.echo(s, err=True)
+        )
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"{exc} (or evaluate on your own crops: pic eval --user NAME)") from None
     click.echo(json.dumps(data) if as_json else text)
 
 
 @click.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the prior weights (default: the package's data/pic_prior.pt).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the prior weights (default: the package's data/pic_prior.pt).",
+)
 @click.option("--steps", default=None, type=int, help="Training steps (default: the shipped recipe).")
-@click.option("--gaicd", type=click.Path(exists=True, path_type=Path), default=None,
-              help="A GAICD copy with images (JSON or original layout): its scored crops also train the objective.")
-@click.option("--per-user", "per_user", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Per-user CSV files of the PIC paper (name,bbox,score,...): real users join the prior's tasks.")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder with the images the per-user CSV files name.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Feature cache folder (default: $PIC_FEATURE_CACHE or ~/.cache/pic/features).")
-def train(out: Path | None, steps: int | None, gaicd: Path | None, per_user: tuple[Path, ...], images: Path | None,
-          cache: Path | None) -> None:  # fmt: skip
+@click.option(
+    "--gaicd",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A GAICD copy with images (JSON or original layout): its scored crops also train the objective.",
+)
+@click.option(
+    "--per-user",
+    "per_user",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Per-user CSV files of the PIC paper (name,bbox,score,...): real users join the prior's tasks.",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder with the images the per-user CSV files name.",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Feature cache folder (default: $PIC_FEATURE_CACHE or ~/.cache/pic/features).",
+)
+def train(
+    out: Path | None,
+    steps: int | None,
+    gaicd: Path | None,
+    per_user: tuple[Path, ...],
+    images: Path | None,
+    cache: Path | None,
+) -> None:
     """Retrain the shared prior (needs the development photos, or your own copies of the datasets)."""
     from pic_plugin.prior_recipe import train_shipped_prior
 
     try:
-        train_shipped_prior(out=out, steps=steps, gaicd=gaicd, per_user=list(per_user), images=images,
-                            cache=cache, log=lambda s: click.echo(s, err=True))  # fmt: skip
+        train_shipped_prior(
+            out=out,
+            steps=steps,
+            gaicd=gaicd,
+            per_user=list(per_user),
+            images=images,
+            cache=cache,
+            log=lambda s: click.echo(s, err=True),
+        )
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -234,4 +311,4 @@ def model(user: str, rollback: bool, activate: int | None, as_json: bool, catalo
 
 COMMANDS = [profile, learn, eval_command, train, model]
 
-__all__ = ["COMMANDS", "learn_from_library", "os"]
+__all__ = ["COMMANDS", "learn_from_library"]

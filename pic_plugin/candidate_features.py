@@ -52,7 +52,9 @@ def photo_context(analysis: ImageAnalysis) -> PhotoContext:
     subject = summarize_subject(analysis)
     fmap_table, fmap_hw = _table(analysis.fmap.astype(np.float32))
     subj_table, subj_hw = _table(subject.weights[None].astype(np.float32))
-    return PhotoContext(analysis.size, analysis, subject, fmap_table, fmap_hw, analysis.fmap.shape[1:], subj_table, subj_hw)
+    return PhotoContext(
+        analysis.size, analysis, subject, fmap_table, fmap_hw, analysis.fmap.shape[1:], subj_table, subj_hw
+    )
 
 
 #: Summed-area tables are resampled this many times finer than the map and then read at the nearest point:
@@ -74,7 +76,9 @@ def _table(values: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     ay = (fy - yi)[:, None, None]
     ax = (fx - xi)[None, :, None]
     y0, x0 = yi[:, None], xi[None, :]
-    up = (t[y0, x0] * (1 - ax) + t[y0, x0 + 1] * ax) * (1 - ay) + (t[y0 + 1, x0] * (1 - ax) + t[y0 + 1, x0 + 1] * ax) * ay
+    up = (t[y0, x0] * (1 - ax) + t[y0, x0 + 1] * ax) * (1 - ay) + (
+        t[y0 + 1, x0] * (1 - ax) + t[y0 + 1, x0 + 1] * ax
+    ) * ay
     return up.reshape((hu + 1) * (wu + 1), c).astype(np.float32), (hu, wu)
 
 
@@ -154,15 +158,17 @@ def compute(ctx: PhotoContext, boxes: np.ndarray) -> CandidateFeatures:
     roi = fp.cells / (np.maximum(fp.cell_area, 1e-6) * map_cells)[:, :, None].astype(np.float32)
     inside_area = fp.cell_area.sum(axis=1)
     out_area = 1.0 - inside_area
-    rod_all = (fp.total[None] - fp.cells.sum(axis=1)) / (np.maximum(out_area, 1e-3) * map_cells)[:, None].astype(
-        np.float32
-    ) * (out_area > 2e-3)[:, None]
-    rod_sides = fp.sides / (np.maximum(fp.side_area, 1e-3) * map_cells)[:, :, None].astype(np.float32) * (
-        fp.side_area > 2e-3
-    )[:, :, None]
-    content = np.concatenate(
-        [roi.reshape(n, -1), rod_all, rod_sides.reshape(n, -1), stats], axis=1
-    ).astype(np.float32)
+    rod_all = (
+        (fp.total[None] - fp.cells.sum(axis=1))
+        / (np.maximum(out_area, 1e-3) * map_cells)[:, None].astype(np.float32)
+        * (out_area > 2e-3)[:, None]
+    )
+    rod_sides = (
+        fp.sides
+        / (np.maximum(fp.side_area, 1e-3) * map_cells)[:, :, None].astype(np.float32)
+        * (fp.side_area > 2e-3)[:, :, None]
+    )
+    content = np.concatenate([roi.reshape(n, -1), rod_all, rod_sides.reshape(n, -1), stats], axis=1).astype(np.float32)
 
     # Geometry.
     log_aspect = np.log(bw * w_px / (bh * h_px))

@@ -155,10 +155,8 @@ def load_gaicd(root: Path) -> dict[str, ScoredCrops]:
             boxes = item.get("bbox", item.get("bbox_x1y1x2y2"))
             scores = item.get("score", item.get("mos"))
             size = tuple(item["image_size_wh"]) if "image_size_wh" in item else None
-            out[name] = ScoredCrops(
-                name, [tuple(map(float, b)) for b in boxes], list(map(float, scores)), size=size,  # type: ignore[misc]
-                split=split_of.get(name),
-            )  # fmt: skip
+            pixel_boxes = [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes]
+            out[name] = ScoredCrops(name, pixel_boxes, [float(v) for v in scores], size=size, split=split_of.get(name))
     else:
         ann = root / "annotations"
         for txt in sorted(ann.rglob("*.txt")) if ann.is_dir() else []:

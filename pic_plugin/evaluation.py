@@ -164,7 +164,9 @@ def nearest_ratio(box: Box, size: tuple[int, int], tolerance: float = 0.04) -> s
     return best
 
 
-def user_mean_geometry(support: Sequence[tuple[Box, tuple[int, int]]], size: tuple[int, int], ratio: Ratio | None) -> Box:
+def user_mean_geometry(
+    support: Sequence[tuple[Box, tuple[int, int]]], size: tuple[int, int], ratio: Ratio | None
+) -> Box:
     """Baseline: the user's average crop box, reshaped to ``ratio`` (or to their most used ratio when None)."""
     if not support:
         return centre_crop(size, ratio or ORIGINAL)
@@ -251,16 +253,14 @@ class CachedScorer(PicScorer):
         super().__init__(net, user, version)
         self.cache = cache
 
-    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
-        from .model import score_features
-
+    def features(self, analysis: ImageAnalysis, boxes: np.ndarray) -> cf.CandidateFeatures:
         key = (id(analysis), boxes.shape[0], hash(boxes.tobytes()))
         feats = self.cache.get(key)
         if feats is None:
             feats = cf.compute(self.context(analysis), boxes)
             if boxes.shape[0] > 500:  # the candidate pools repeat across users; refinement boxes do not
                 self.cache[key] = feats
-        return score_features(self.net, feats, user if isinstance(user, UserModel) else self.user)
+        return feats
 
 
 def eval_photos(photos: Sequence[SubjectPhoto], store: FeatureStore) -> list[EvalPhoto]:

@@ -39,6 +39,9 @@ PRIOR_FILE = Path(__file__).parent / "data" / "pic_prior.pt"
 Z_DIM = 8
 HIDDEN = 64
 FACE_CUT_PENALTY = 25.0
+#: A crop whose edge passes this close to a face (normalized units) also counts as cutting it: the exact-ratio
+#: snapping after the choice (``geometry.snap_to_ratio``) can move an edge by a pixel or two on small images.
+FACE_MARGIN = 0.01
 USER_FORMAT = "pic-user-1"
 
 #: Profile attributes the preference module understands (``pic profile --set KEY=VALUE``). Other keys are kept
@@ -223,8 +226,9 @@ def prior_user(net: PicNet, attributes: dict[str, Any] | None = None, prior: str
     """k = 0: the generic prior, moved by the profile attributes if there are any."""
     with torch.no_grad():
         z = net.attribute_latent([attribute_tokens(attributes)])[0].numpy()
-    return UserModel(z=z, adapter=np.zeros(cf.GEOMETRY_DIM, dtype=np.float32), attributes=dict(attributes or {}),
-                     prior=prior)  # fmt: skip
+    return UserModel(
+        z=z, adapter=np.zeros(cf.GEOMETRY_DIM, dtype=np.float32), attributes=dict(attributes or {}), prior=prior
+    )
 
 
 class PicScorer:
@@ -251,15 +255,41 @@ class PicScorer:
             self._contexts.popitem(last=False)
         return ctx
 
+    def features(self, analysis: ImageAnalysis, boxes: np.ndarray) -> cf.CandidateFeatures:
+        return cf.compute(self.context(analysis), boxes)
+
     def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
         um = user if isinstance(user, UserModel) else self.user
-        feats = cf.compute(self.context(analysis), boxes)
-        return score_features(self.net, feats, um)
+        feats = self.features(analysis, boxes)
+        return score_features(self.net, feats, um) - FACE_CUT_PENALTY * face_risk(analysis, boxes)
 
 
 def score_features(net: PicNet, feats: cf.CandidateFeatures, user: UserModel) -> np.ndarray:
+    """Model scores of candidates (the face rule is applied by ``PicScorer.score``, which knows the boxes)."""
     with torch.no_grad():
         content, geometry = net.standardize(torch.from_numpy(feats.content), torch.from_numpy(feats.geometry))
         s = net(content, geometry, torch.from_numpy(user.z), torch.from_numpy(user.adapter))
-    face_cut = feats.stats[:, cf.STAT_NAMES.index("face_cut")]
-    return (s.numpy() - FACE_CUT_PENALTY * face_cut).astype(np.float32)
+    return s.numpy().astype(np.float32)
+
+
+def face_risk(analysis: ImageAnalysis, boxes: np.ndarray) -> np.ndarray:
+    """Score-weighted count of faces that an edge of each box cuts or passes within FACE_MARGIN of.
+
+    An edge on the frame border cuts nothing. The margin keeps the choice safe from the exact-ratio snapping."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.zeros(len(b))
+    m = FACE_MARGIN
+    for face in analysis.faces:
+        fb = face.box
+        overlap_y = (b[:, 1] < fb.bottom) & (b[:, 3] > fb.top)
+        overlap_x = (b[:, 0] < fb.right) & (b[:, 2] > fb.left)
+        near = np.zeros(len(b), dtype=bool)
+        for edge, lo, hi, border, overlap in (
+            (b[:, 0], fb.left, fb.right, b[:, 0] <= 1e-3, overlap_y),
+            (b[:, 2], fb.left, fb.right, b[:, 2] >= 1 - 1e-3, overlap_y),
+            (b[:, 1], fb.top, fb.bottom, b[:, 1] <= 1e-3, overlap_x),
+            (b[:, 3], fb.top, fb.bottom, b[:, 3] >= 1 - 1e-3, overlap_x),
+        ):
+            near |= overlap & ~border & (edge > lo - m) & (edge < hi + m)
+        out += face.score * near
+    return out

@@ -34,9 +34,18 @@ from .geometry import ORIGINAL, Box, Ratio, iou, largest_box, parse_ratio
 #: as much as two FLMS workers (mean pairwise IoU 0.618): measured by ``pairwise_agreement``.
 DESIGN_RATIOS = {"original": 0.1, "3:2": 0.15, "1:1": 0.2, "4:5": 0.25, "16:9": 0.2, "9:16": 0.1}
 BROAD_RATIOS = {
-    "original": 0.2, "3:2": 0.12, "1:1": 0.14, "4:5": 0.12, "16:9": 0.1, "4:3": 0.08, "2:3": 0.06,
-    "5:4": 0.06, "9:16": 0.04, "3:4": 0.04, "2:1": 0.04,
-}  # fmt: skip
+    "original": 0.2,
+    "3:2": 0.12,
+    "1:1": 0.14,
+    "4:5": 0.12,
+    "16:9": 0.1,
+    "4:3": 0.08,
+    "2:3": 0.06,
+    "5:4": 0.06,
+    "9:16": 0.04,
+    "3:4": 0.04,
+    "2:1": 0.04,
+}
 #: Share of DESIGN personas whose ratio turns with the photo (3:2 -> 2:3 on a portrait photo).
 DESIGN_FOLLOW_ORIENTATION = 0.25
 FLMS_PAIRWISE_IOU = 0.618

@@ -85,8 +85,10 @@ def _train(
     items = [photo_item(p, store, flip, maps.get((str(p.image), flip))) for p in train for flip in (False, True)]
     val_items = [photo_item(p, store, False, maps.get((str(p.image), False))) for p in held]
     views = view_pairs(well_composed_paths(), store)
-    log(f"data: {len(items)} training photos (with mirror images), {len(val_items)} validation photos, "
-        f"{len(views.full)} well-composed views ({time.time() - t0:.0f}s)")  # fmt: skip
+    log(
+        f"data: {len(items)} training photos (with mirror images), {len(val_items)} validation photos, "
+        f"{len(views.full)} well-composed views ({time.time() - t0:.0f}s)"
+    )
     scored = []
     if gaicd is not None:
         sets = [s for s in load_gaicd(gaicd).values() if s.split != "test" and s.image is not None]
@@ -105,7 +107,13 @@ def _train(
         "version": weights_version(net),
         "trained": time.strftime("%Y-%m-%d"),
         "config": asdict(cfg),
-        "data": {"photos": len(items), "validation_photos": len(val_items), "views": len(views.full), "gaicd": len(scored), "real_users": len(tasks)},
+        "data": {
+            "photos": len(items),
+            "validation_photos": len(val_items),
+            "views": len(views.full),
+            "gaicd": len(scored),
+            "real_users": len(tasks),
+        },
         "history": report["history"],
         "seconds": round(time.time() - t0, 1),
     }

@@ -312,8 +312,14 @@ def scored_items(sets: Sequence[ScoredCrops], store: FeatureStore) -> list[Score
         analysis = store.analysis(item.image)
         boxes = np.asarray(item.normalized(analysis.size), dtype=np.float32)
         feats = cf.compute(cf.photo_context(analysis), boxes)
-        out.append(ScoredItem(item.name, torch.from_numpy(feats.content), torch.from_numpy(feats.geometry),
-                              torch.tensor(item.scores, dtype=torch.float32)))  # fmt: skip
+        out.append(
+            ScoredItem(
+                item.name,
+                torch.from_numpy(feats.content),
+                torch.from_numpy(feats.geometry),
+                torch.tensor(item.scores, dtype=torch.float32),
+            )
+        )
     return out
 
 
@@ -453,9 +459,7 @@ class EpisodeSampler:
         picks = self.rng.choice(len(self.bases), size=n, replace=False)
         return [int(self.rng.choice(self.bases[b])) for b in picks]
 
-    def query_list(
-        self, item: PhotoItem, target: np.ndarray, persona: Persona | None
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def query_list(self, item: PhotoItem, target: np.ndarray, persona: Persona | None) -> tuple[np.ndarray, np.ndarray]:
         """Candidate indices (nearest the target first, then random ones) and their IoU with the target.
 
         Sometimes restricted to the persona's favourite ratio, as when the user asks ``--ratio`` (real users:
@@ -491,7 +495,9 @@ class EpisodeBatch:
     tokens: list[list[int]]  # attribute tokens per episode
 
 
-def make_batch(sampler: EpisodeSampler, personas: Sequence[Persona], user_tasks: Sequence[UserTask] = ()) -> EpisodeBatch:
+def make_batch(
+    sampler: EpisodeSampler, personas: Sequence[Persona], user_tasks: Sequence[UserTask] = ()
+) -> EpisodeBatch:
     cfg, rng, crops, items = sampler.cfg, sampler.rng, sampler.crops, sampler.items
     b, q, length = cfg.batch, cfg.queries, cfg.top + cfg.random_candidates
     content_dim = items[0].content.shape[1]
@@ -600,7 +606,11 @@ def train_prior(
         for key, v in parts.items():
             running[key] = 0.98 * running.get(key, v) + 0.02 * v
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
-            row = {"step": step + 1, "seconds": round(time.time() - t0, 1), **{k: round(v, 4) for k, v in running.items()}}
+            row = {
+                "step": step + 1,
+                "seconds": round(time.time() - t0, 1),
+                **{k: round(v, 4) for k, v in running.items()},
+            }
             if validate is not None:
                 net.eval()
                 row.update(validate(net))
@@ -609,11 +619,17 @@ def train_prior(
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    return net, {"history": history, "seconds": round(time.time() - t0, 1), "personas": len(personas),
-                 "photos": len(items)}  # fmt: skip
+    return net, {
+        "history": history,
+        "seconds": round(time.time() - t0, 1),
+        "personas": len(personas),
+        "photos": len(items),
+    }
 
 
-def _real_episode(e: int, tasks: Sequence[UserTask], k: int, q: int, sampler: EpisodeSampler, out: EpisodeBatch) -> None:
+def _real_episode(
+    e: int, tasks: Sequence[UserTask], k: int, q: int, sampler: EpisodeSampler, out: EpisodeBatch
+) -> None:
     """Fill episode ``e`` from a real user's task (support and queries are that user's own crops)."""
     rng = sampler.rng
     task = tasks[int(rng.integers(len(tasks)))]
@@ -739,8 +755,14 @@ def _finetune(
     with torch.no_grad():
         z_attr = net.attribute_latent([tokens])[0]
     if not examples:
-        return UserModel(z=z_attr.numpy(), adapter=np.zeros(g, dtype=np.float32), attributes=dict(attributes or {}),
-                         k=0, prior=prior, metrics={"seconds": round(time.time() - t0, 3)})  # fmt: skip
+        return UserModel(
+            z=z_attr.numpy(),
+            adapter=np.zeros(g, dtype=np.float32),
+            attributes=dict(attributes or {}),
+            k=0,
+            prior=prior,
+            metrics={"seconds": round(time.time() - t0, 3)},
+        )
     contents, geometries, ious, weights, crop_geo = [], [], [], [], []
     for ex in examples:
         ctx = ex.ctx or cf.photo_context(ex.analysis)
@@ -799,6 +821,9 @@ def _finetune(
         attributes=dict(attributes or {}),
         k=k,
         prior=prior,
-        metrics={"seconds": round(time.time() - t0, 3), "support_loss": round(final, 4),
-                 "support_loss_before": round(initial, 4)},  # fmt: skip
+        metrics={
+            "seconds": round(time.time() - t0, 3),
+            "support_loss": round(final, 4),
+            "support_loss_before": round(initial, 4),
+        },
     )

@@ -26,8 +26,9 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     args = ap.parse_args()
     try:
-        train_shipped_prior(args.out, args.steps, args.gaicd, args.per_user, args.images, args.cache,
-                            log=lambda s: print(s, flush=True))  # fmt: skip
+        train_shipped_prior(
+            args.out, args.steps, args.gaicd, args.per_user, args.images, args.cache, log=lambda s: print(s, flush=True)
+        )
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2

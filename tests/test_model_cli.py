@@ -37,8 +37,22 @@ def test_every_command_has_help(pic: click.Group) -> None:
 
 def test_profile_set_show_unset(pic: click.Group, catalog_path: Path) -> None:
     runner = CliRunner()
-    r = runner.invoke(pic, ["profile", "--user", "me", "--set", "ratio=4:5", "--set", "framing=tight",
-                            "--set", "genre=birds", "--catalog", str(catalog_path)])  # fmt: skip
+    r = runner.invoke(
+        pic,
+        [
+            "profile",
+            "--user",
+            "me",
+            "--set",
+            "ratio=4:5",
+            "--set",
+            "framing=tight",
+            "--set",
+            "genre=birds",
+            "--catalog",
+            str(catalog_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "ratio = 4:5" in r.output and "not used by the model" in r.output
     r = runner.invoke(pic, ["profile", "--user", "me", "--unset", "genre", "--json", "--catalog", str(catalog_path)])
@@ -101,8 +115,10 @@ def test_learn_reports_unreadable_photos(pic: click.Group, tmp_path: Path, catal
     (tmp_path / "ok.jpg").write_bytes(jpeg_bytes(make_photo(320, 240)))
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     f = tmp_path / "crops.jsonl"
-    f.write_text('{"path": "ok.jpg", "left": 0.1, "top": 0.1, "right": 0.9, "bottom": 0.9}\n'
-                 '{"path": "broken.jpg", "left": 0.1, "top": 0.1, "right": 0.9, "bottom": 0.9}\n')  # fmt: skip
+    f.write_text(
+        '{"path": "ok.jpg", "left": 0.1, "top": 0.1, "right": 0.9, "bottom": 0.9}\n'
+        '{"path": "broken.jpg", "left": 0.1, "top": 0.1, "right": 0.9, "bottom": 0.9}\n'
+    )
     r = CliRunner().invoke(pic, ["learn", "--user", "me", "--crops", str(f), "--catalog", str(catalog_path)])
     assert r.exit_code == 1
     assert "broken.jpg" in r.output and "fine-tuned on 1 crops" in r.output
@@ -111,7 +127,10 @@ def test_learn_reports_unreadable_photos(pic: click.Group, tmp_path: Path, catal
 def test_eval_on_a_users_own_crops(pic: click.Group, tmp_path: Path, catalog_path: Path) -> None:
     runner = CliRunner()
     crops = _crop_csv(tmp_path, n=8)
-    assert runner.invoke(pic, ["learn", "--user", "me", "--crops", str(crops), "--catalog", str(catalog_path)]).exit_code == 0
+    assert (
+        runner.invoke(pic, ["learn", "--user", "me", "--crops", str(crops), "--catalog", str(catalog_path)]).exit_code
+        == 0
+    )
     r = runner.invoke(pic, ["eval", "--user", "me", "--heldout", "0.4", "--json", "--catalog", str(catalog_path)])
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)

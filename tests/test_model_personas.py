@@ -37,12 +37,14 @@ def test_crop_has_the_favourite_ratio_and_places_the_subject(ratio: str) -> None
     assert (SUBJECT.center[0] - c.left) / c.width == pytest.approx(0.4, abs=1e-6)
     assert (SUBJECT.center[1] - c.top) / c.height == pytest.approx(0.45, abs=1e-6)
     cx, cy = SUBJECT.center
-    grown = Box(cx - 0.75 * SUBJECT.width, cy - 0.75 * SUBJECT.height, cx + 0.75 * SUBJECT.width,
-                cy + 0.75 * SUBJECT.height)  # fmt: skip
+    grown = Box(
+        cx - 0.75 * SUBJECT.width, cy - 0.75 * SUBJECT.height, cx + 0.75 * SUBJECT.width, cy + 0.75 * SUBJECT.height
+    )
     assert contains_fraction(c, grown) == pytest.approx(1.0, abs=1e-6)
     # ...and tightly: one axis has no spare room.
-    assert min(c.width * 2 * min(0.4, 0.6) / (1.5 * SUBJECT.width),
-               c.height * 2 * min(0.45, 0.55) / (1.5 * SUBJECT.height)) == pytest.approx(1.0, rel=1e-6)  # fmt: skip
+    assert min(
+        c.width * 2 * min(0.4, 0.6) / (1.5 * SUBJECT.width), c.height * 2 * min(0.45, 0.55) / (1.5 * SUBJECT.height)
+    ) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_larger_margin_means_looser_crop() -> None:

@@ -45,8 +45,14 @@ def test_latents(net: M.PicNet) -> None:
 
 
 def test_user_model_round_trip() -> None:
-    um = M.UserModel(np.arange(M.Z_DIM, dtype=np.float32), np.ones(cf.GEOMETRY_DIM, dtype=np.float32),
-                     {"ratio": "1:1"}, k=7, prior="pic-x", metrics={"seconds": 0.5})  # fmt: skip
+    um = M.UserModel(
+        np.arange(M.Z_DIM, dtype=np.float32),
+        np.ones(cf.GEOMETRY_DIM, dtype=np.float32),
+        {"ratio": "1:1"},
+        k=7,
+        prior="pic-x",
+        metrics={"seconds": 0.5},
+    )
     back = M.UserModel.from_bytes(um.to_bytes())
     assert np.allclose(back.z, um.z) and np.allclose(back.adapter, um.adapter)
     assert (back.attributes, back.k, back.prior) == ({"ratio": "1:1"}, 7, "pic-x")
@@ -66,8 +72,9 @@ def test_scorer_scores_any_boxes_and_penalizes_face_cuts(net: M.PicNet) -> None:
     raw = M.score_features(net, cf.CandidateFeatures(feats.content, feats.geometry, feats.stats * 0), scorer.user)
     penalized = scorer.score(a, pair)
     assert penalized[0] == pytest.approx(raw[0], abs=1e-4)
-    assert penalized[1] == pytest.approx(raw[1] - M.FACE_CUT_PENALTY * feats.stats[1, cf.STAT_NAMES.index("face_cut")],
-                                         abs=1e-3)  # fmt: skip
+    assert penalized[1] == pytest.approx(
+        raw[1] - M.FACE_CUT_PENALTY * feats.stats[1, cf.STAT_NAMES.index("face_cut")], abs=1e-3
+    )
 
 
 def test_user_latent_changes_the_suggestion(net: M.PicNet) -> None:

@@ -43,7 +43,9 @@ def test_personalization_beats_the_prior_on_real_photos(test_photos: list[ev.Eva
         if persona.name not in ("widescreen", "tight-square", "portrait-high", "very-loose"):
             continue
         crops = [persona.crop(p.photo.subject_box, p.size, p.key) for p in test_photos]
-        user = T.finetune(net, [T.UserExample(p.analysis, c) for p, c in zip(test_photos[:10], crops[:10], strict=True)])
+        user = T.finetune(
+            net, [T.UserExample(p.analysis, c) for p, c in zip(test_photos[:10], crops[:10], strict=True)]
+        )
         cache: dict = {}
         mine, base = [], []
         for p, ref in zip(test_photos[20:], crops[20:], strict=True):
@@ -67,8 +69,9 @@ def test_finetune_50_crops_in_under_10_seconds(test_photos: list[ev.EvalPhoto]) 
 
 def test_protocol_on_a_few_users(test_photos: list[ev.EvalPhoto]) -> None:
     net, _ = load_prior()
-    result = ev.run_protocol(net, test_photos[:30], design_family(2, seed=77), ks=(0, 5),
-                             baselines=("centre", "user-mean"))  # fmt: skip
+    result = ev.run_protocol(
+        net, test_photos[:30], design_family(2, seed=77), ks=(0, 5), baselines=("centre", "user-mean")
+    )
     for setting in ("ratio", "free"):
         table = result.tables[setting]
         assert set(table) >= {"centre", "user-mean", "prior", "prior+attributes", "pic"}
@@ -85,8 +88,9 @@ def test_short_prior_training_on_real_photos(shared_data: Path, store: FeatureSt
     photos = [p for p in subject_photos() if p.split == "train"][:16]
     items = [T.photo_item(p, store, flip) for p in photos for flip in (False, True)]
     views = T.view_pairs(T.well_composed_paths()[:6], store, windows=8)
-    cfg = T.PriorConfig(steps=80, batch=8, top=32, random_candidates=96, design_personas=40, broad_personas=40,
-                        log_every=1000)  # fmt: skip
+    cfg = T.PriorConfig(
+        steps=80, batch=8, top=32, random_candidates=96, design_personas=40, broad_personas=40, log_every=1000
+    )
     net, report = T.train_prior(items, views, cfg, log=lambda s: None)
     assert report["history"][-1]["vfn"] < 1.0  # the content head learned to prefer the photographers' frames
     personas = T.training_personas(cfg)

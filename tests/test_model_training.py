@@ -52,8 +52,17 @@ def tiny_items(tmp_path_factory: pytest.TempPathFactory) -> list[T.PhotoItem]:
 
 
 def tiny_config(**kw) -> T.PriorConfig:  # type: ignore[no-untyped-def]
-    base = dict(steps=60, batch=6, queries=2, top=16, random_candidates=48, design_personas=20, broad_personas=20,
-                log_every=1000, lr=5e-3)  # fmt: skip
+    base = dict(
+        steps=60,
+        batch=6,
+        queries=2,
+        top=16,
+        random_candidates=48,
+        design_personas=20,
+        broad_personas=20,
+        log_every=1000,
+        lr=5e-3,
+    )
     return T.PriorConfig(**{**base, **kw})
 
 
@@ -90,3 +99,52 @@ def test_finetune_fits_the_users_crops(tiny_items: list[T.PhotoItem], tiny_prior
     assert user.k == len(tiny_items)
     assert user.metrics["support_loss"] < user.metrics["support_loss_before"] - 0.1
     assert np.abs(user.adapter).sum() > 0
+
+
+@pytest.mark.shared
+def test_gaicd_scored_crops_train_the_generic_score(shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pic_plugin.datasets import load_gaicd
+    from pic_plugin.evaluation import gaic_metrics
+
+    sets = [s for s in load_gaicd(shared_data / "crop-annotations" / "GAICD").values() if s.image is not None]
+    items = T.scored_items(sets, FeatureStore(tmp_path / "cache"))
+    assert [len(i.scores) for i in items] == [87, 90]
+    torch.manual_seed(0)
+    net = PicNet()
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+
+    def srcc() -> float:
+        with torch.no_grad():
+            out = []
+            for it in items:
+                c, g = net.standardize(it.content, it.geometry)
+                out.append(gaic_metrics(net(c, g, torch.zeros(net.z_dim)).numpy(), it.scores.numpy())["srcc"])
+            return float(np.mean(out))
+
+    before = srcc()
+    for _ in range(150):
+        loss = T.scored_loss(net, items, rng)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert srcc() > max(before, 0.0) + 0.3  # it can fit the raters' ranking of these crops
+
+
+@pytest.mark.shared
+def test_real_users_from_the_per_user_csv_join_prior_training(shared_data, tmp_path, tiny_items) -> None:  # type: ignore[no-untyped-def]
+    from pic_plugin.datasets import load_pic_user_csv
+
+    csv_file = shared_data / "crop-annotations" / "PIC-per-user" / "test" / "10" / "train" / "A116FDKV1G0QU8_train.csv"
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, row in enumerate(load_pic_user_csv(csv_file)):  # stand-ins for the paper's images (not reachable here)
+        w = int(max(b[2] for b in row.boxes))
+        h = int(max(b[3] for b in row.boxes))
+        make_photo(w, h, seed=i).save(images / row.name, quality=85)
+    tasks = T.user_tasks_from_csv([csv_file], images, FeatureStore(tmp_path / "cache"), log=lambda s: None)
+    assert len(tasks) == 1 and tasks[0].name == "A116FDKV1G0QU8" and len(tasks[0].items) == 10
+    assert np.all((tasks[0].crops >= 0) & (tasks[0].crops <= 1))
+    cfg = tiny_config(steps=10, real_user_rate=1.0)
+    net, report = T.train_prior(tiny_items, None, cfg, log=lambda s: None, user_tasks=tasks)
+    assert np.isfinite(report["history"][-1]["listwise"])
