@@ -6,10 +6,17 @@ import click
 
 from pic_plugin import __version__
 
-from . import batch_commands, editor_commands, library_commands, review_commands, watch_commands
+from . import batch_commands, editor_commands, library_commands, model_commands, review_commands, watch_commands
 
 # One module per group of commands; each exports COMMANDS.
-COMMAND_MODULES = (batch_commands, library_commands, review_commands, editor_commands, watch_commands)
+COMMAND_MODULES = (
+    batch_commands,
+    library_commands,
+    model_commands,
+    review_commands,
+    editor_commands,
+    watch_commands,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -102,6 +102,7 @@ def review(
         click.echo(f"{len(session.ids)} photos to review at {server.url}")
         click.echo("(this address is a secret for this run; press Ctrl-C to stop)")
         sys.stdout.flush()
+        crops_before = _crop_snapshot(catalog, user)
         if not no_browser:
             webbrowser.open(server.url)
         try:
@@ -110,6 +111,26 @@ def review(
             click.echo("stopped", err=True)
         finally:
             server.httpd.server_close()
+        if user and _crop_snapshot(catalog, user) != crops_before:
+            _learn(catalog, user)
+
+
+def _crop_snapshot(catalog: Catalog, user: str | None) -> list[tuple[str, str, str, float]]:
+    if not user:
+        return []
+    return [(r["content_key"], r["source"], str(r["crop"]), float(r["weight"])) for r in catalog.user_crops(user)]
+
+
+def _learn(catalog: Catalog, user: str) -> None:
+    """The decisions of this review are the user's crops now: fine-tune once, when the page closes."""
+    from pic_plugin.personalize import learn
+
+    result = learn(catalog, user, note="after review")
+    if result.version is not None:
+        click.echo(f"{user}: fine-tuned on {result.k} crops in {result.seconds:.1f}s -> model version {result.version}",
+                   err=True)
+    for err in result.errors:
+        click.echo(f"error: {err}", err=True)
 
 
 @click.command()

@@ -1,5 +1,7 @@
 """The scorers pic can suggest with, by name. A new scorer is one module plus one entry here.
 
+- ``pic``: the learned PIC model (``model.py``): shipped prior weights + the user's active fine-tuned version from
+  the catalog (no user or no version: the generic prior, moved by the user's profile attributes). The default.
 - ``composition``: the explicit composition baseline (``composition.py``), no learning.
 """
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from .suggest import Scorer
 
-DEFAULT = "composition"
+DEFAULT = "pic"
 
 _FACTORIES: dict[str, Callable[..., Scorer]] = {}
 
@@ -28,6 +30,13 @@ def _composition(**_: Any) -> Scorer:
     from .composition import CompositionScorer
 
     return CompositionScorer()
+
+
+@register("pic")
+def _pic(catalog: Any = None, user: str | None = None, **_: Any) -> Scorer:
+    from .personalize import load_scorer
+
+    return load_scorer(catalog, user)
 
 
 def names() -> list[str]:

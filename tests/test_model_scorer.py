@@ -1,0 +1,111 @@
+"""The PIC network, user models and the ``pic`` scorer (random weights: independent of the shipped file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_model_features import synthetic_analysis
+
+from pic_plugin import candidate_features as cf
+from pic_plugin import model as M
+from pic_plugin.candidates import generate
+from pic_plugin.catalog import Catalog
+from pic_plugin.faces import Face
+from pic_plugin.geometry import FREE, Box, parse_ratio
+from pic_plugin.suggest import suggest
+
+
+@pytest.fixture
+def net() -> M.PicNet:
+    torch.manual_seed(0)
+    n = M.PicNet()
+    n.eval()
+    return n
+
+
+def test_attribute_tokens() -> None:
+    ids = M.attribute_tokens({"ratio": "4:5", "framing": "Tight", "placement": "centered", "genre": "birds"})
+    assert [M.VOCAB[i] for i in ids] == ["ratio=4:5", "framing=tight", "placement=centred"]
+    assert M.unknown_attributes({"ratio": "4:5", "genre": "birds"}) == ["genre=birds"]
+    assert M.attribute_tokens(None) == []
+
+
+def test_latents(net: M.PicNet) -> None:
+    z = net.attribute_latent([[], [0, 3]])
+    assert z.shape == (2, M.Z_DIM)
+    assert torch.all(z[0] == 0)
+    support = torch.randn(3, 5, cf.GEOMETRY_DIM)
+    mask = torch.tensor([[0.0] * 5, [1, 1, 0, 0, 0], [1.0] * 5])
+    enc = net.crops_latent(support, mask)
+    assert torch.all(enc[0] == 0)  # no crops: no move away from the prior
+    # Padding does not count.
+    again = net.crops_latent(torch.cat([support[1:2, :2], torch.randn(1, 3, cf.GEOMETRY_DIM)], 1), mask[1:2])
+    assert torch.allclose(again, enc[1:2], atol=1e-6)
+
+
+def test_user_model_round_trip() -> None:
+    um = M.UserModel(
+        np.arange(M.Z_DIM, dtype=np.float32),
+        np.ones(cf.GEOMETRY_DIM, dtype=np.float32),
+        {"ratio": "1:1"},
+        k=7,
+        prior="pic-x",
+        metrics={"seconds": 0.5},
+    )
+    back = M.UserModel.from_bytes(um.to_bytes())
+    assert np.allclose(back.z, um.z) and np.allclose(back.adapter, um.adapter)
+    assert (back.attributes, back.k, back.prior) == ({"ratio": "1:1"}, 7, "pic-x")
+    with pytest.raises(ValueError):
+        M.UserModel.from_bytes(b'{"format": "other"}')
+
+
+def test_scorer_scores_any_boxes_and_penalizes_face_cuts(net: M.PicNet) -> None:
+    face = Face(Box(0.3, 0.3, 0.4, 0.45), 0.95)
+    a = synthetic_analysis(faces=[face])
+    scorer = M.PicScorer(net, M.prior_user(net))
+    boxes = generate(a.size, FREE).boxes
+    s = scorer.score(a, boxes)
+    assert s.shape == (len(boxes),) and np.isfinite(s).all()
+    pair = np.array([[0.2, 0.2, 0.8, 0.8], [0.35, 0.2, 0.95, 0.8]], dtype=np.float32)  # same size; 2nd cuts the face
+    feats = cf.compute(cf.photo_context(a), pair)
+    raw = M.score_features(net, cf.CandidateFeatures(feats.content, feats.geometry, feats.stats * 0), scorer.user)
+    penalized = scorer.score(a, pair)
+    assert penalized[0] == pytest.approx(raw[0], abs=1e-4)
+    assert penalized[1] == pytest.approx(
+        raw[1] - M.FACE_CUT_PENALTY * feats.stats[1, cf.STAT_NAMES.index("face_cut")], abs=1e-3
+    )
+
+
+def test_user_latent_changes_the_suggestion(net: M.PicNet) -> None:
+    a = synthetic_analysis()  # 640 x 480: the largest 1:1 crop keeps 75% of the frame
+    area = cf.geometry_names().index("area")
+    for sign, check in ((50.0, lambda x: x >= 0.7), (-50.0, lambda x: x < 0.1)):
+        user = M.prior_user(net)
+        user.adapter = np.zeros(cf.GEOMETRY_DIM, dtype=np.float32)
+        user.adapter[area] = sign  # a user who wants the largest / smallest crop
+        crop = suggest(a, M.PicScorer(net, user), parse_ratio("1:1"), top_k=1).crop
+        assert check(crop.area), (sign, crop)
+
+
+def test_prior_file_round_trip(net: M.PicNet, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "prior.pt"
+    M.save_prior(net, path, {"version": "pic-test"})
+    loaded, meta = M.load_prior_file(path)
+    assert meta["version"] == "pic-test"
+    a = synthetic_analysis()
+    boxes = generate(a.size, parse_ratio("4:5")).boxes[:50]
+    assert np.allclose(M.PicScorer(net).score(a, boxes), M.PicScorer(loaded).score(a, boxes), atol=1e-5)
+
+
+def test_registry_loads_pic_for_a_user(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pic_plugin import scorers
+
+    assert scorers.DEFAULT == "pic" and "composition" in scorers.names()
+    with Catalog(tmp_path / "c.db") as cat:
+        cat.set_user_attributes("me", {"ratio": "1:1", "framing": "tight"})
+        prior = scorers.load("pic")
+        mine = scorers.load("pic", catalog=cat, user="me")
+        assert prior.name == mine.name == "pic"
+        assert not np.allclose(mine.user.z, prior.user.z)  # type: ignore[attr-defined]  # attributes moved z
+        assert mine.version == prior.version  # no fine-tuned version yet
