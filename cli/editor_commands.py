@@ -122,8 +122,23 @@ def _from_library_args(learn: click.Command, paths: list[str]) -> list[str]:
 @click.pass_context
 def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | None, catalog_path: Path | None,
                 user: str) -> None:
-    """Run ``pic learn --user NAME --from-library PATH...`` on the paths in a file list (for the editor plugins)."""
-    found = [Path(os.path.abspath(p)) for p in _images(paths, files_from)]  # absolute: never mistaken for options
+    """Run ``pic learn --user NAME --from-library PATH...`` on the paths in a file list (for the editor plugins).
+
+    The list may name images or their darktable sidecars (``IMG.ext.xmp``, a duplicate's ``IMG_NN.ext.xmp``);
+    a sidecar stands for its image, whose crops (all duplicates included) are then read."""
+    from pic_plugin.sidecars.darktable import image_for_sidecar
+
+    found: list[Path] = []
+    for p in _images(paths, files_from):
+        image = image_for_sidecar(p) if p.name.lower().endswith(".xmp") else p
+        if image is None:
+            click.echo(f"error: {show_path(p)}: no image next to this sidecar", err=True)
+            continue
+        absolute = Path(os.path.abspath(image))  # absolute: never mistaken for options
+        if absolute not in found:
+            found.append(absolute)
+    if not found:
+        sys.exit(1)
     root = ctx.find_root().command
     learn = root.get_command(ctx, "learn") if isinstance(root, click.Group) else None
     if learn is None:

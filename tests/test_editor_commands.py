@@ -159,7 +159,7 @@ def test_dtstyle_reports_errors_per_image(tmp_path: Path, catalog_path: Path, ho
     assert rows[1][1] == "error" and rows[2][1] == "suggested"
 
 
-def test_learn_files_forwards_to_learn(tmp_path: Path, catalog_path: Path) -> None:
+def test_learn_files_forwards_to_learn(tmp_path: Path, catalog_path: Path, hostile_dir: Path) -> None:
     seen: dict[str, object] = {}
 
     @click.command("learn")
@@ -171,7 +171,7 @@ def test_learn_files_forwards_to_learn(tmp_path: Path, catalog_path: Path) -> No
         seen.update(user=user, catalog=catalog, from_library=from_library, paths=list(paths))
         click.echo("learned")
 
-    sidecars = [tmp_path / (n + ".xmp") for n in HOSTILE]
+    sidecars = [hostile_dir / (n + ".xmp") for n in HOSTILE]  # the darktable plugin sends sidecars
     listed = write_file_list(tmp_path / "list", sidecars)
     had = cli.commands.get("learn")
     cli.add_command(fake_learn)
@@ -183,7 +183,7 @@ def test_learn_files_forwards_to_learn(tmp_path: Path, catalog_path: Path) -> No
             cli.add_command(had)
     assert code == 0 and "learned" in out
     assert seen == {"user": "anna", "catalog": str(catalog_path), "from_library": True,
-                    "paths": [str(p) for p in sidecars]}
+                    "paths": [str(hostile_dir / n) for n in HOSTILE]}
 
 
 def test_learn_files_repeats_a_multiple_option(tmp_path: Path) -> None:
@@ -198,19 +198,44 @@ def test_learn_files_repeats_a_multiple_option(tmp_path: Path) -> None:
     had = cli.commands.get("learn")
     cli.add_command(fake_learn)
     try:
-        code, _, _ = _run("learn-files", str(tmp_path / "a b.xmp"), str(tmp_path / "c.xmp"), "--user", "anna")
+        for name in ("a b.jpg", "c.jpg"):
+            (tmp_path / name).write_bytes(jpeg_bytes(make_photo(60, 40)))
+        code, _, _ = _run("learn-files", str(tmp_path / "a b.jpg"), str(tmp_path / "c_01.jpg.xmp"), "--user", "anna")
     finally:
         cli.commands.pop("learn")
         if had is not None:
             cli.add_command(had)
-    assert code == 0 and seen == {"user": "anna", "library": [str(tmp_path / "a b.xmp"), str(tmp_path / "c.xmp")]}
+    # c_01.jpg.xmp is darktable's duplicate 1 of c.jpg: it stands for c.jpg
+    assert code == 0 and seen == {"user": "anna", "library": [str(tmp_path / "a b.jpg"), str(tmp_path / "c.jpg")]}
 
 
-def test_learn_files_without_learn_command(tmp_path: Path) -> None:
-    if "learn" in cli.commands:
-        pytest.skip("pic has a learn command now")
-    code, _, err = _run("learn-files", str(tmp_path / "a.xmp"), "--user", "anna")
-    assert code == 1 and "no `learn` command" in err
+def test_learn_files_learns_the_darktable_crops_for_real(tmp_path: Path, catalog_path: Path) -> None:
+    """The darktable plugin's path end to end: sidecars in a list -> harvest -> fine-tune -> a model version."""
+    from editor_fixtures import crop_params, darktable_sidecar
+
+    from pic_plugin.catalog import Catalog
+
+    photos = tmp_path / "it's a \"film\" $roll"
+    photos.mkdir()
+    sidecars = []
+    for i in range(3):
+        img = photos / f"IMG_{i:04d}.jpg"
+        img.write_bytes(jpeg_bytes(make_photo(360, 240, seed=i, subject=(0.3 + 0.2 * i, 0.5))))
+        sc = img.with_name(img.name + ".xmp")
+        sc.write_text(darktable_sidecar([("crop", 1, crop_params(0.1 * i, 0.1, 0.6 + 0.1 * i, 0.9), True)]))
+        sidecars.append(sc)
+    (photos / "orphan.jpg.xmp").write_text(darktable_sidecar([("crop", 1, crop_params(0.1, 0.1, 0.9, 0.9), True)]))
+    listed = write_file_list(tmp_path / "list", [*sidecars, photos / "orphan.jpg.xmp"])
+    code, out, err = _run("learn-files", "--files-from", str(listed), "--user", "anna", "--catalog", str(catalog_path))
+    assert code == 0, err
+    assert "read 3 crops on 3 photos" in out and "-> model version 1" in out
+    with Catalog(catalog_path) as cat:
+        rows = cat.user_crops("anna")
+        assert sorted(r["crop"].as_list(3) for r in rows) == [
+            [0.0, 0.1, 0.6, 0.9], [0.1, 0.1, 0.7, 0.9], [0.2, 0.1, 0.8, 0.9]]
+        assert {r["source"] for r in rows} == {"darktable"} and cat.active_model("anna")[0] == 1  # type: ignore[index]
+
+
 
 
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>

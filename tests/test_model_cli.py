@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+
 from conftest import jpeg_bytes, make_photo
 from pic_cli.model_commands import COMMANDS
-
 from pic_plugin.catalog import Catalog
 from pic_plugin.model import load_prior
 
@@ -137,3 +137,34 @@ def test_eval_on_a_users_own_crops(pic: click.Group, tmp_path: Path, catalog_pat
     assert report["train_crops"] + report["heldout_crops"] == 8
     assert set(report["methods"]) == {"centre", "user-mean", "prior", "pic"}
     assert all(0 <= m["iou"] <= 1 for m in report["methods"].values())
+
+
+def test_learn_from_library_reads_the_editors(pic: click.Group, tmp_path: Path, catalog_path: Path) -> None:
+    """`pic learn --from-library` harvests real digiKam versions (and re-reading changes nothing)."""
+    from test_harvest import digikam_library
+
+    lib = digikam_library(tmp_path)
+    args = ["learn", "--user", "me", "--from-library", str(lib), "--json", "--catalog", str(catalog_path)]
+    r = CliRunner().invoke(pic, args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["harvested"] == {"photos": 3, "crops": 2, "by_source": {"digikam": 2}}
+    assert out["added"] == 2 and out["k"] == 2 and out["version"] == 1
+    again = json.loads(CliRunner().invoke(pic, args).output.strip().splitlines()[-1])
+    assert again["added"] == 0 and again["k"] == 2 and again["version"] == 2
+
+
+def test_rejected_suggestions_are_not_learned_as_crops(tmp_path: Path, catalog_path: Path) -> None:
+    from pic_plugin.geometry import Box
+    from pic_plugin.personalize import add_crops, user_examples
+
+    photos = []
+    for i in range(2):
+        p = tmp_path / f"{i}.jpg"
+        p.write_bytes(jpeg_bytes(make_photo(320, 240, seed=i)))
+        photos.append(p)
+    with Catalog(catalog_path) as cat:
+        add_crops(cat, "me", [(photos[0], Box(0.1, 0.1, 0.8, 0.8), "cli", 1.0),
+                              (photos[1], Box(0.2, 0.2, 0.9, 0.9), "review", 0.0)])  # fmt: skip
+        examples, errors = user_examples(cat, "me")
+    assert errors == [] and len(examples) == 1 and examples[0].crop == Box(0.1, 0.1, 0.8, 0.8)

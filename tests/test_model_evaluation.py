@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_photo
 
+from conftest import make_photo
 from pic_plugin import evaluation as ev
 from pic_plugin.faces import Face
 from pic_plugin.geometry import FREE, ORIGINAL, Box, parse_ratio

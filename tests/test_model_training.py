@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_photo
 
+from conftest import make_photo
 from pic_plugin import training as T
 from pic_plugin.datasets import SubjectPhoto
 from pic_plugin.feature_store import FeatureStore

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -488,8 +489,21 @@ def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path) -> No
         state = json.loads(conn.getresponse().read())
         conn.close()
         assert state["total"] == 4 and state["user"] == USER and "4:5" in state["ratios"]
+        # Accept one suggestion, then stop with Ctrl-C: the decision fine-tunes the user's model once.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        conn.request("POST", f"/t/{token}/api/photos/{env.id_of('plain.jpg')}/accept", body=b'{"index": 0}',
+                     headers={"X-Pic-Token": token, "Origin": f"http://127.0.0.1:{port}",
+                              "Content-Type": "application/json"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert f"{USER}: fine-tuned on 1 crops" in err and "model version 1" in err
+        assert env.catalog.active_model(USER)[0] == 1  # type: ignore[index]
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(timeout=20)
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
