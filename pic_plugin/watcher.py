@@ -136,14 +136,8 @@ def default_crop_collector() -> CropCollector:
 
 def default_learner() -> Learner | None:
     """The per-user fine-tune of the learned model (``personalize.learn``: all the user's crops in the catalog ->
-    a new active model version), or None while no trainable model is installed."""
-    try:
-        from . import personalize  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    learn = getattr(personalize, "learn", None)
-    if learn is None:
-        return None
+    a new active model version)."""
+    from .personalize import learn
 
     def run(catalog_path: Path, user: str) -> dict[str, Any] | None:
         with Catalog(catalog_path) as catalog:  # its own connection: this runs in the fine-tune thread

@@ -170,35 +170,21 @@ def test_roots_are_deduplicated(tmp_path: Path) -> None:
     assert filesystem_type(tmp_path) is not None
 
 
-def test_default_learner_calls_the_models_per_user_fine_tune(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import sys
-    import types
-    from dataclasses import dataclass
-
+def test_default_learner_fine_tunes_the_users_model(tmp_path: Path) -> None:
+    """The watcher's learner is the real per-user fine-tune: the user's crops in the catalog -> model version 1."""
+    from conftest import jpeg_bytes, make_photo
+    from pic_plugin.geometry import Box
+    from pic_plugin.personalize import add_crops
     from pic_plugin.watcher import default_learner
 
-    @dataclass
-    class LearnResult:  # the shape of personalize.LearnResult
-        user: str
-        added: int
-        k: int
-        version: int | None
-        seconds: float
-        errors: list[str]
-
-    calls = []
-
-    def learn(catalog: Catalog, user: str) -> LearnResult:
-        calls.append((catalog.path, user))
-        return LearnResult(user, 0, 7, 3, 1.23456, [])
-
-    module = types.ModuleType("pic_plugin.personalize")
-    module.learn = learn  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pic_plugin.personalize", module)
-    import pic_plugin
-
-    monkeypatch.setattr(pic_plugin, "personalize", module, raising=False)
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(make_photo(320, 240)))
+    with Catalog(tmp_path / "c.db") as catalog:
+        assert add_crops(catalog, "me", [(photo, Box(0.1, 0.1, 0.7, 0.9), "darktable", 1.0)]) == (1, [])
     learner = default_learner()
     assert learner is not None
-    assert learner(tmp_path / "c.db", "me") == {"version": 3, "k": 7, "seconds": 1.235, "errors": []}
-    assert calls == [(tmp_path / "c.db", "me")]
+    result = learner(tmp_path / "c.db", "me")
+    assert result is not None and result["version"] == 1 and result["k"] == 1 and result["errors"] == []
+    assert 0 < result["seconds"] < 30
+    with Catalog(tmp_path / "c.db") as catalog:
+        assert catalog.active_model("me")[0] == 1  # type: ignore[index]
