@@ -87,11 +87,15 @@ def main() -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="pic-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     files = sorted(folder.glob("bench_*.jpg")) or make_files(folder, args.files)
-    scorer = scorers.load()
+    scorer = scorers.load()  # the default: the learned pic scorer (generic prior)
+    baseline = scorers.load("composition")
     print(f"{len(files)} JPEGs of {SIZE[0]}x{SIZE[1]} ({sum(f.stat().st_size for f in files) / len(files) / 1e6:.1f} MB each) in {folder}")
 
     def pic(f: Path) -> None:  # what a batch worker does for a new photo (no catalog cache)
         suggest(analyze_file(f).analysis, scorer, FREE)
+
+    def pic_composition(f: Path) -> None:  # the same with the explicit composition baseline
+        suggest(analyze_file(f).analysis, baseline, FREE)
 
     def decode_only(f: Path) -> None:  # the same reduced-size decode pic does, and nothing else
         decode(f, oversize=1.5)
@@ -108,6 +112,7 @@ def main() -> int:
     results = {
         "reduced-size decode alone (pic_plugin.decode)": per_image(decode_only, files),
         "pic (decode + CNN + faces + scoring), 1 core": per_image(pic, files),
+        "pic --scorer composition, 1 core": per_image(pic_composition, files),
         "libvips thumbnail --smartcrop attention, 1 thread": per_image(vips_attention, files),
         "smartcrop.py, 1 core": per_image(smartcrop_py, files[: max(2, len(files) // 2)]),
     }

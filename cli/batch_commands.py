@@ -46,7 +46,7 @@ from .common import catalog_option, open_catalog, ratio_option, show_path, user_
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="List what would be done; read and write nothing.")
 @click.option("--shard", metavar="I/N", help="Process only the I-th of N slices of the files (for clusters).")
-@click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model (default: the best available).")
+@click.option("--scorer", type=click.Choice(scorers.names()), default=None, help=f"Scoring model (default: {scorers.DEFAULT}, the learned model with your fine-tuning; composition: the explicit baseline).")
 @click.option("--refresh", is_flag=True, help="Redo photos even when nothing changed since the last run.")
 def batch(
     paths: tuple[Path, ...],
