@@ -117,6 +117,11 @@ def _near(a: Box | list[float], b: Box | list[float], tol: float = 0.01) -> bool
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
+def _first_real_crop(alternatives: list[dict[str, Any]]) -> int:
+    """Index of the first alternative that is a crop (the learned scorer may also offer the uncropped frame)."""
+    return next(i for i, a in enumerate(alternatives) if Box(*a["crop"]).area < 0.99)
+
+
 def _user_darktable_crops(image: Path) -> list[Box]:
     return [f.crop for f in find_crops(image, 1) if f.source == "darktable" and not f.is_pic_suggestion]
 
@@ -138,8 +143,9 @@ def test_accept_writes_the_users_crop_and_a_later_batch_keeps_it(env: Env) -> No
     before = env.originals()
     image = env.path(NAMES[1])
     photo = env.session.photo(env.id_of(NAMES[1]))
-    alt = photo["alternatives"][0]["crop"]
-    out = env.session.accept(photo["id"], index=1)
+    index = _first_real_crop(photo["alternatives"])
+    alt = photo["alternatives"][index]["crop"]
+    out = env.session.accept(photo["id"], index=index + 1)
     assert out["status"] == "accepted" and out["decision"]["crop"] == alt
     mine = _user_darktable_crops(image)
     assert len(mine) == 1 and _near(mine[0], alt)
@@ -582,10 +588,12 @@ def test_review_page_end_to_end_in_chromium(env: Env, tmp_path: Path, chromium: 
         assert page.locator("figure.card").count() == 4
         _wait(page, "() => [...document.images].filter(i => i.closest('.card')).every(i => i.complete && i.naturalWidth > 0)")
 
-        # Keyboard: select the photo, N picks the first alternative, Enter accepts it.
+        # Keyboard: select the photo, N picks the next alternative (the first one that crops), Enter accepts it.
         _select(page, accepted)
-        alt = env.session.photo(env.id_of(accepted))["alternatives"][0]["crop"]
-        page.keyboard.press("n")
+        alternatives = env.session.photo(env.id_of(accepted))["alternatives"]
+        alt = alternatives[_first_real_crop(alternatives)]["crop"]
+        for _ in range(_first_real_crop(alternatives) + 1):
+            page.keyboard.press("n")
         page.keyboard.press("Enter")
         page.wait_for_selector("figure.card.accepted")
         assert "accepted" in page.locator("#message").inner_text()
