@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import candidate_features as cf
-from .composition import summarize_subject
+from .composition import CompositionScorer, summarize_subject
 from .datasets import SubjectPhoto, stable_fold
 from .decode import decode
 from .faces import Face
@@ -283,7 +283,10 @@ def run_protocol(
     available = baselines_available()
     baselines = [b for b in baselines if b in ("centre", "user-mean") or available.get(b)]
     bcache = BaselineCache()
-    methods = ("centre", "smartcrop", "libvips", "user-mean", "prior", "prior+attributes", "pic", "oracle-rule")
+    methods = (
+        "centre", "smartcrop", "libvips", "user-mean", "composition", "prior", "prior+attributes", "pic", "oracle-rule"
+    )
+    composition = CompositionScorer()
     tallies: dict[str, dict[str, dict[int, Tally]]] = {s: {m: {} for m in methods} for s in settings}
     iou_sums: dict[str, dict[str, dict[int, float]]] = {s: {p.name: {} for p in personas} for s in settings}
     t_finetune: list[float] = []
@@ -314,6 +317,7 @@ def run_protocol(
         cache: dict = {}
         size, subject, faces = ep.size, ep.photo.subject_box, ep.analysis.faces
         prior_crops: dict[tuple[str, str], Box] = {}
+        composition_crops: dict[tuple[str, str], Box] = {}
         predicted_subject = Box(*summarize_subject(ep.analysis).box)
         for persona, held, crops, users, support, attr_user in plans:
             if i not in held:
@@ -331,6 +335,9 @@ def run_protocol(
                 if (setting, ratio.name) not in prior_crops:
                     prior_crops[(setting, ratio.name)] = _suggest(net, prior_model, ep.analysis, ratio, cache)
                 prior_box = prior_crops[(setting, ratio.name)]
+                if (setting, ratio.name) not in composition_crops:  # the explicit baseline, given what pic is given
+                    composition_crops[(setting, ratio.name)] = suggest(ep.analysis, composition, ratio, top_k=1).crop
+                fixed["composition"] = composition_crops[(setting, ratio.name)]
                 mine = iou_sums[setting][persona.name]
                 # Reference, not a method: the user's exact rule (no jitter, always the favourite ratio) applied to
                 # the subject as pic's subject map sees it. How far knowing the user perfectly gets without S.
@@ -498,6 +505,7 @@ METHOD_LABELS = {
     "smartcrop": "smartcrop.py (favourite ratio)",
     "libvips": "libvips attention (favourite ratio)",
     "user-mean": "user-mean geometry",
+    "composition": "composition scorer (pic's explicit baseline)",
     "prior": "generic prior",
     "prior+attributes": "prior + profile attributes",
     "pic": "pic (k=0: prior; k>0: personalized)",

@@ -133,7 +133,9 @@ def timing_report(net: Any, photos: list[ev.EvalPhoto]) -> dict[str, float]:
     return out
 
 
-METHOD_ORDER = ("centre", "smartcrop", "libvips", "user-mean", "prior", "prior+attributes", "pic", "oracle-rule")
+METHOD_ORDER = (
+    "centre", "smartcrop", "libvips", "user-mean", "composition", "prior", "prior+attributes", "pic", "oracle-rule"
+)
 
 
 def format_report(data: dict[str, Any], ks: tuple[int, ...]) -> str:
