@@ -131,6 +131,7 @@ def _edge_cut(weights: np.ndarray, b: np.ndarray, samples: int = 16) -> np.ndarr
     out = np.zeros(len(b))
 
     def sample(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        # one of xs / ys is a column (N x 1: the edge's position), the other N x samples: indices broadcast
         xi = np.clip((xs * w).astype(int), 0, w - 1)
         yi = np.clip((ys * h).astype(int), 0, h - 1)
         return weights[yi, xi].mean(axis=1)
@@ -144,10 +145,7 @@ def _edge_cut(weights: np.ndarray, b: np.ndarray, samples: int = 16) -> np.ndarr
         (b[:, 1] + inset_y, "y", b[:, 1] <= 1e-3),
         (b[:, 3] - inset_y, "y", b[:, 3] >= 1 - 1e-3),
     ):
-        if axis == "x":
-            vals = sample(np.repeat(edge_pos[:, None], samples, 1), along_y)
-        else:
-            vals = sample(along_x, np.repeat(edge_pos[:, None], samples, 1))
+        vals = sample(edge_pos[:, None], along_y) if axis == "x" else sample(along_x, edge_pos[:, None])
         out = np.maximum(out, np.where(on_border, 0.0, vals))
     return out
 

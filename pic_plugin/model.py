@@ -236,6 +236,7 @@ class PicScorer:
 
     name = "pic"
     temperature = 1.0
+    coarse_stride = 3  # suggest(): coarse-to-fine search; its scores are smooth over neighbouring boxes
 
     def __init__(self, net: PicNet, user: UserModel | None = None, version: str = "pic", user_version: int = 0) -> None:
         self.net = net
@@ -265,11 +266,52 @@ class PicScorer:
 
 
 def score_features(net: PicNet, feats: cf.CandidateFeatures, user: UserModel) -> np.ndarray:
-    """Model scores of candidates (the face rule is applied by ``PicScorer.score``, which knows the boxes)."""
+    """Model scores of candidates (the face rule is applied by ``PicScorer.score``, which knows the boxes).
+
+    Same numbers as ``net(content, geometry, z, adapter)`` for one user, computed through ``_one_user_layers``:
+    for a fixed latent everything the first layers do to the geometry is linear, so it folds into one matrix."""
     with torch.no_grad():
         content, geometry = net.standardize(torch.from_numpy(feats.content), torch.from_numpy(feats.geometry))
-        s = net(content, geometry, torch.from_numpy(user.z), torch.from_numpy(user.adapter))
+        w_content, w_geometry, bias = _one_user_layers(net, user)
+        hidden = net.hidden
+        first = torch.addmm(bias, geometry, w_geometry.T)  # N x (H + H + 1)
+        first[:, :hidden] += content @ w_content.T
+        obj = net.objective[1:](first[:, :hidden]).squeeze(-1)
+        subj = net.subjective[1:](first[:, hidden : 2 * hidden]).squeeze(-1)
+        s = obj + subj + first[:, 2 * hidden] + net.content_score(content)
     return s.numpy().astype(np.float32)
+
+
+def _one_user_layers(net: PicNet, user: UserModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first objective layer, the first subjective layer and the adapter for one latent, as linear maps: of the
+    geometry (rows 0..H-1 objective, H..2H-1 subjective, 2H the adapter term) and of the content (objective rows
+    only). Cached per user."""
+    key = (id(net), user.z.tobytes(), user.adapter.tobytes())
+    cached = _FOLDED.get(key)
+    if cached is not None:
+        return cached
+    c, g = net.content_dim, net.geometry_mean.shape[0]
+    obj = net.objective[0]
+    w_obj_c, w_obj_g = obj.weight[:, :c], obj.weight[:, c:]
+    sub = net.subjective[0]
+    z = torch.from_numpy(user.z).float()
+    w_sub_g, w_sub_z, w_sub_i = sub.weight[:, :g], sub.weight[:, g : g + z.shape[0]], sub.weight[:, g + z.shape[0] :]
+    zp = net.z_proj(z)  # 16: the latent's side of the interaction, constant for every candidate
+    w_inter = w_sub_i * zp  # H x 16
+    w_sub = w_sub_g + w_inter @ net.geo_proj.weight  # H x G
+    b_sub = sub.bias + w_sub_z @ z + w_inter @ net.geo_proj.bias
+    adapter = torch.from_numpy(user.adapter).float()
+    w_content = w_obj_c
+    w_geometry = torch.cat([w_obj_g, w_sub, adapter[None, :]])
+    bias = torch.cat([obj.bias, b_sub, torch.zeros(1)])
+    folded = (w_content.contiguous(), w_geometry.contiguous(), bias)
+    if len(_FOLDED) > 16:
+        _FOLDED.clear()
+    _FOLDED[key] = folded
+    return folded
+
+
+_FOLDED: dict[tuple[int, bytes, bytes], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
 def face_risk(analysis: ImageAnalysis, boxes: np.ndarray) -> np.ndarray:

@@ -109,3 +109,43 @@ def test_registry_loads_pic_for_a_user(tmp_path) -> None:  # type: ignore[no-unt
         assert prior.name == mine.name == "pic"
         assert not np.allclose(mine.user.z, prior.user.z)  # type: ignore[attr-defined]  # attributes moved z
         assert mine.version == prior.version  # no fine-tuned version yet
+
+
+class _TargetScorer:
+    """Scores boxes by closeness to a target box (smooth over neighbouring boxes, like the model); counts boxes."""
+
+    name = "target"
+    version = "target-1"
+    temperature = 0.05
+
+    def __init__(self, target: Box, coarse_stride: int) -> None:
+        self.target = np.asarray(list(target))
+        self.coarse_stride = coarse_stride
+        self.scored = 0
+
+    def score(self, analysis, boxes: np.ndarray, user=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+        self.scored += len(boxes)
+        return -10 * ((np.asarray(boxes, dtype=np.float64) - self.target) ** 2).sum(axis=1)  # one best box
+
+
+@pytest.mark.parametrize("ratio", ["free", "4:5", "16:9"])
+def test_coarse_to_fine_finds_what_the_full_search_finds(ratio: str) -> None:
+    from pic_plugin.features import ImageAnalysis
+    from pic_plugin.geometry import iou, parse_ratio
+    from pic_plugin.suggest import suggest
+
+    analysis = ImageAnalysis((3000, 2000), np.zeros((16, 8, 12), np.float16), np.zeros((8, 12), np.float32), [])
+    for target in (Box(0.13, 0.21, 0.71, 0.88), Box(0.4, 0.05, 0.97, 0.6), Box(0.0, 0.1, 0.5, 0.9)):
+        full, coarse = _TargetScorer(target, 1), _TargetScorer(target, 3)
+        a = suggest(analysis, full, parse_ratio(ratio))
+        b = suggest(analysis, coarse, parse_ratio(ratio))
+        # Crops as good as the full search's (within 0.01 in score), the suggestion
+        # and each alternative; the suggestion itself in the same place.
+        def value(box: Box, scorer: _TargetScorer = full) -> float:
+            return float(scorer.score(analysis, np.array([list(box)]))[0])
+
+        assert iou(a.crop, b.crop) > 0.95 and value(b.crop) >= value(a.crop) - 0.01
+        assert len(a.alternatives) == len(b.alternatives) == 2
+        assert all(value(y.crop) >= value(x.crop) - 0.01 for x, y in zip(a.alternatives, b.alternatives, strict=True))
+        assert abs(a.score - b.score) < 0.1
+        assert coarse.scored < 0.6 * full.scored
