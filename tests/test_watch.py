@@ -92,6 +92,48 @@ def test_user_crop_is_learned_and_changes_suggestions_for_similar_photos(tmp_pat
 
 
 @pytest.mark.slow
+def test_real_darktable_crop_fine_tunes_the_model_and_moves_the_other_suggestions(tmp_path: Path,
+                                                                                  catalog_path: Path) -> None:
+    """Everything real: pic's darktable sidecars, the harvest readers, the PIC fine-tune and scorer. The user crops
+    one photo of a series tightly on the left in darktable; the others' suggestions move toward that crop."""
+    from editor_fixtures import crop_params
+
+    from pic_plugin.geometry import iou
+
+    root = tmp_path / "photos"
+    for i in range(5):
+        _photo(root / "series", f"s{i}.jpg", seed=40 + i, size=(480, 320))
+    user_crop = Box(0.02, 0.15, 0.52, 0.9)
+    with running_watcher([root], catalog_path, fast_options()) as run:
+        wait_for(lambda: len(run.done_names()) == 5, 90, what="the initial scan")
+        others = [f"s{i}.jpg" for i in range(1, 5)]
+        before = {p: find_crops(root / "series" / p, 1)[0].crop for p in others}
+        # darktable appends an enabled crop entry to the sidecar pic wrote (pic's own entry stays, disabled)
+        sc = root / "series" / "s0.jpg.xmp"
+        text = sc.read_text()
+        num = text.count("darktable:num=")  # pic's disabled suggestion is entry 0
+        assert num == 1 and 'darktable:history_end="1"' in text
+        end = text.index("</rdf:Seq>", text.index("<darktable:history>"))
+        text = (text[:end] + f'<rdf:li darktable:num="{num}" darktable:operation="crop" darktable:enabled="1" '
+                f'darktable:modversion="1" darktable:params="{crop_params(*user_crop)}" darktable:multi_name="" '
+                'darktable:multi_priority="0"/>\n' + text[end:])  # fmt: skip
+        text = text.replace(f'darktable:history_end="{num}"', f'darktable:history_end="{num + 1}"')
+        sc.write_text(text)
+        edited = sc.read_bytes()
+        wait_for(lambda: all("+u1" in str(find_crops(root / "series" / p, 1)[0].detail.get("model"))
+                             for p in others), 60, what="suggestions from the fine-tuned model")  # fmt: skip
+        run.wait_idle()
+        assert sc.read_bytes() == edited  # the user's sidecar was not written to
+    with Catalog(catalog_path, readonly=True) as cat:
+        (row,) = cat.user_crops("me")
+        assert row["source"] == "darktable" and row["weight"] == 1.0 and row["crop"].as_list(4) == list(user_crop)
+        assert cat.active_model("me")[0] == 1  # type: ignore[index]
+    after = {p: find_crops(root / "series" / p, 1)[0].crop for p in others}
+    closer = [iou(after[p], user_crop) - iou(before[p], user_crop) for p in others]
+    assert sum(closer) / len(closer) > 0.05, (before, after)
+
+
+@pytest.mark.slow
 def test_burst_of_500_files_is_processed_exactly_once(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     calls: Counter[str] = Counter()
     real = watcher_mod.process_file
