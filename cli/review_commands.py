@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import webbrowser
 from pathlib import Path
@@ -105,6 +106,7 @@ def review(
         crops_before = _crop_snapshot(catalog, user)
         if not no_browser:
             webbrowser.open(server.url)
+        _stop_on_signals()
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -113,6 +115,17 @@ def review(
             server.httpd.server_close()
         if user and _crop_snapshot(catalog, user) != crops_before:
             _learn(catalog, user)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (a service manager, ``kill``) both stop the page cleanly, so this run's decisions are
+    still learned. SIGINT is set explicitly: a shell starts background jobs with it ignored, and Python keeps that."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _crop_snapshot(catalog: Catalog, user: str | None) -> list[tuple[str, str, str, float]]:

@@ -205,7 +205,7 @@ def _end(proc: subprocess.Popen) -> None:
             proc.wait(wait)
 
 
-def build_darktable_library(work: Path, darktable: str, timeout: float = 120) -> Path:
+def build_darktable_library(work: Path, darktable: str, timeout: float = 300) -> Path:
     """Import the ``darktable_cases`` photos with the REAL darktable (under Xvfb) into ``work/cfg/library.db``.
 
     darktable reads each sidecar on import and stores the history in its database, as it does for a user.

@@ -477,12 +477,15 @@ def test_api_errors_are_json_without_internals(env: Env, tmp_path: Path) -> None
 # --- the commands ----------------------------------------------------------------------------------------------
 
 
-def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path, stop: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pic_cli.main", "review", str(env.photos), "--user", USER, "--no-browser",
          "--catalog", str(env.catalog.path), "-j", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+        # started the way a shell starts a background job: SIGINT ignored (Ctrl-C must still stop it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         line = _readline(proc, timeout=90)
@@ -495,14 +498,15 @@ def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path) -> No
         state = json.loads(conn.getresponse().read())
         conn.close()
         assert state["total"] == 4 and state["user"] == USER and "4:5" in state["ratios"]
-        # Accept one suggestion, then stop with Ctrl-C: the decision fine-tunes the user's model once.
+        # Accept one suggestion, then stop (SIGTERM as a service manager does, or Ctrl-C): the decision
+        # fine-tunes the user's model once.
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
         conn.request("POST", f"/t/{token}/api/photos/{env.id_of('plain.jpg')}/accept", body=b'{"index": 0}',
                      headers={"X-Pic-Token": token, "Origin": f"http://127.0.0.1:{port}",
                               "Content-Type": "application/json"})
         assert conn.getresponse().status == 200
         conn.close()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         assert f"{USER}: fine-tuned on 1 crops" in err and "model version 1" in err
