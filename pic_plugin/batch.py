@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -329,12 +329,18 @@ def _finish(out: _Output, options: BatchOptions, catalog: Catalog, write: Sideca
         written["exported"] = out.exported
     status = "done"
     error = None
+    turned_down = None if options.force else review_decision(catalog, image_id, out.content_key, options.user)
     if options.write:
+        write_options = options
+        if turned_down is not None and options.mode == "apply":
+            # The user turned pic's crop down on the review page: offer the new one, never apply it.
+            write_options = replace(options, mode="suggest")
+            written["held_back"] = turned_down
         try:
-            written.update((write or _write_sidecars)(out, options))
+            written.update((write or _write_sidecars)(out, write_options))
         except PicError as exc:
             status, error = "error", f"sidecar not written: {exc}"
-    catalog.save_suggestion(
+    suggestion_id = catalog.save_suggestion(
         image_id,
         options.user,
         options.ratio.name,
@@ -345,6 +351,8 @@ def _finish(out: _Output, options: BatchOptions, catalog: Catalog, write: Sideca
         options.top_k,
         written=written if status == "done" else {"error": error},
     )
+    if turned_down == "rejected":
+        catalog.set_suggestion_status(suggestion_id, "rejected")  # stays turned down for the next run
     return FileResult(
         out.path,
         status,
@@ -355,6 +363,22 @@ def _finish(out: _Output, options: BatchOptions, catalog: Catalog, write: Sideca
         cached_features=out.cached,
         seconds=out.seconds,
     )
+
+
+def review_decision(catalog: Catalog, image_id: int, content_key: str, user: str | None) -> str | None:
+    """``"rejected"`` or ``"uncropped"`` when the user turned pic's crop down for this photo on the review page
+    (rejected it, or accepted the uncropped frame, which darktable shows as no crop at all), else None."""
+    if user:
+        row = catalog.user_crop(user, content_key, "review")
+        if row is not None:
+            if row["detail"].get("decision") == "rejected":
+                return "rejected"
+            if row["crop"].area >= 0.999:
+                return "uncropped"
+    for previous in catalog.suggestions_for_image(image_id):
+        if previous["user"] == (user or "") and previous["status"] == "rejected":
+            return "rejected"
+    return None
 
 
 def _write_sidecars(out: _Output, options: BatchOptions, writer: Callable[..., Any] | None = None) -> dict[str, Any]:

@@ -190,6 +190,27 @@ def test_reject_is_recorded_and_demotes_an_applied_crop(env: Env) -> None:
         env.session.reject(pid)
 
 
+def test_a_later_batch_never_applies_a_crop_the_user_turned_down(env: Env) -> None:
+    """Rejected on the page, or left uncropped: a later `pic batch` (even --refresh, even another ratio) offers its
+    new crop in pic's metadata but does not apply it in darktable."""
+    run_batch([env.photos], BatchOptions(user=USER, jobs=1), env.catalog)
+    rejected, uncropped, other = env.path("plain.jpg"), env.path("rotated.jpg"), env.path(NAMES[1])
+    env.session.reject(env.id_of("plain.jpg"))
+    env.session.adjust(env.id_of("rotated.jpg"), [0.0, 0.0, 1.0, 1.0])
+    for ratio in ("free", "4:5"):
+        run_batch([env.photos], BatchOptions(user=USER, ratio=parse_ratio(ratio), refresh=True, jobs=1), env.catalog)
+        for image in (rejected, uncropped):
+            assert not [f for f in find_crops(image, 1) if f.source == "darktable" and f.is_pic_suggestion], image
+            assert [f for f in find_crops(image, 1) if f.source == "pic"], image  # still offered
+        assert [f for f in find_crops(other, 1) if f.source == "darktable" and f.is_pic_suggestion]  # applied
+        sugg = env.catalog.suggestion(env.id_of("plain.jpg"), USER, ratio)
+        assert sugg["status"] == "rejected" and sugg["written"]["held_back"] == "rejected"
+        assert env.catalog.suggestion(env.id_of("rotated.jpg"), USER, ratio)["written"]["held_back"] == "uncropped"
+    # --force is the way to apply anyway
+    run_batch([env.photos], BatchOptions(user=USER, refresh=True, force=True, jobs=1), env.catalog)
+    assert [f for f in find_crops(rejected, 1) if f.source == "darktable" and f.is_pic_suggestion]
+
+
 def test_undo_restores_sidecars_and_catalog(env: Env) -> None:
     # A sidecar that did not exist before the decision is removed again.
     fresh = env.path(NAMES[1])
