@@ -209,16 +209,14 @@ def eval_command(
 
     net, _ = load_prior()
     if user:
-        from pic_plugin.personalize import user_examples
+        from pic_plugin.personalize import user_crop_examples
 
         with _open(catalog_path) as catalog:
-            examples, errors = user_examples(catalog, user)
-            rows = catalog.user_crops(user)
+            pairs, errors = user_crop_examples(catalog, user)
             attributes = (catalog.user(user) or {}).get("attributes", {})
         for err in errors:
             click.echo(f"error: {err}", err=True)
-        keys = [r["content_key"] for r in rows]
-        crops = [evaluation.UserCrop(k, ex.analysis, ex.crop, ex.weight) for k, ex in zip(keys, examples, strict=False)]
+        crops = [evaluation.UserCrop(row["content_key"], ex.analysis, ex.crop, ex.weight) for row, ex in pairs]
         try:
             report = evaluation.evaluate_user(net, crops, attributes, heldout)
         except ValueError as exc:

@@ -428,10 +428,20 @@ def heldout_split(crops: Sequence[UserCrop], heldout_share: float = 0.3) -> tupl
 def evaluate_user(
     net: PicNet, crops: Sequence[UserCrop], attributes: dict[str, Any] | None = None, heldout_share: float = 0.3
 ) -> dict[str, Any]:
-    """Fine-tune on the user's training crops, measure on their held-out crops (free setting)."""
-    train, held = heldout_split(crops, heldout_share)
+    """Fine-tune on the user's training crops, measure on their held-out crops (free setting).
+
+    Only crops the user made or edited (weight >= 1) are held out: weaker ones (pic's own suggestions left in
+    place, approximate crops, suggestions accepted on the review page) would measure pic against itself, so they
+    only ever train."""
+    own = [c for c in crops if c.weight >= 1.0]
+    weak = [c for c in crops if 0 < c.weight < 1.0]
+    train, held = heldout_split(own, heldout_share)
+    train = [*train, *weak]
     if not held or not train:
-        raise ValueError(f"need crops on both sides of the held-out split (have {len(train)} + {len(held)})")
+        raise ValueError(
+            f"need crops you made on both sides of the held-out split (have {len(train)} + {len(held)}; "
+            f"{len(weak)} of pic's own or approximate crops only train)"
+        )
     t0 = time.perf_counter()
     user = finetune(net, [UserExample(c.analysis, c.crop, c.weight) for c in train], attributes)
     seconds = time.perf_counter() - t0

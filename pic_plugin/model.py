@@ -39,6 +39,9 @@ PRIOR_FILE = Path(__file__).parent / "data" / "pic_prior.pt"
 Z_DIM = 8
 HIDDEN = 64
 FACE_CUT_PENALTY = 25.0
+#: Crops smaller than this share of the frame are not suggested (see ``min_area``), unless the user crops tighter.
+MIN_CROP_AREA = 0.1
+TOO_SMALL_PENALTY = 50.0
 #: A crop whose edge passes this close to a face (normalized units) also counts as cutting it: the exact-ratio
 #: snapping after the choice (``geometry.snap_to_ratio``) can move an edge by a pixel or two on small images.
 FACE_MARGIN = 0.01
@@ -262,7 +265,20 @@ class PicScorer:
     def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
         um = user if isinstance(user, UserModel) else self.user
         feats = self.features(analysis, boxes)
-        return score_features(self.net, feats, um) - FACE_CUT_PENALTY * face_risk(analysis, boxes)
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        too_small = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) < min_area(um)
+        return (
+            score_features(self.net, feats, um)
+            - FACE_CUT_PENALTY * face_risk(analysis, boxes)
+            - TOO_SMALL_PENALTY * too_small
+        )
+
+
+def min_area(user: UserModel) -> float:
+    """Smallest crop (share of the frame) pic suggests for ``user``: MIN_CROP_AREA, or less for a user who crops
+    tighter (80% of their smallest crop). People rarely crop harder: 0.3% of the 6,120 FLMS / GAICD / FCDB
+    crops keep less than 10% of the frame, but a tight framer on a small predicted subject would."""
+    return min(MIN_CROP_AREA, 0.8 * float(user.metrics.get("min_crop_area", 1.0)))
 
 
 def score_features(net: PicNet, feats: cf.CandidateFeatures, user: UserModel) -> np.ndarray:

@@ -71,7 +71,13 @@ def add_crops(catalog: Catalog, user: str, crops: Iterable[CropRecord]) -> tuple
 
 def user_examples(catalog: Catalog, user: str) -> tuple[list[UserExample], list[str]]:
     """The user's crops with their photos' features (photos that cannot be read are reported, not fatal)."""
-    examples, errors = [], []
+    pairs, errors = user_crop_examples(catalog, user)
+    return [example for _, example in pairs], errors
+
+
+def user_crop_examples(catalog: Catalog, user: str) -> tuple[list[tuple[dict[str, Any], UserExample]], list[str]]:
+    """``user_examples`` with the catalog row of each crop (oldest first); rejected (weight 0) rows are left out."""
+    pairs, errors = [], []
     for row in catalog.user_crops(user):
         if float(row["weight"]) <= 0:
             continue  # a suggestion the user rejected on the review page: kept in the catalog, not a crop to imitate
@@ -88,8 +94,8 @@ def user_examples(catalog: Catalog, user: str) -> tuple[list[UserExample], list[
             except (OSError, DecodeError) as exc:
                 errors.append(f"{row['path']}: {exc}")
         if analysis is not None:
-            examples.append(UserExample(analysis, row["crop"], float(row["weight"])))
-    return examples, errors
+            pairs.append((row, UserExample(analysis, row["crop"], float(row["weight"]))))
+    return pairs, errors
 
 
 @dataclass

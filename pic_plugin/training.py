@@ -825,5 +825,8 @@ def _finetune(
             "seconds": round(time.time() - t0, 3),
             "support_loss": round(final, 4),
             "support_loss_before": round(initial, 4),
+            # the smallest crop the user made themselves (weight 1: not pic's own suggestion left in place, which
+            # would feed pic's choices back): the scorer's floor on crop size (model.min_area)
+            "min_crop_area": round(min((ex.crop.area for ex in examples if ex.weight >= 1.0), default=1.0), 4),
         },
     )

@@ -93,3 +93,20 @@ def test_peer_baselines_return_boxes_of_the_ratio(tmp_path, method: str) -> None
     assert box.pixel_aspect((480, 320)) == pytest.approx(1.0, rel=0.06)
     # The subject blob sits on the right: an attention crop moves that way.
     assert box.center[0] > 0.55
+
+
+def test_user_evaluation_holds_out_only_crops_the_user_made() -> None:
+    """pic's own suggestions left in place (weight 0.3) train but are never the yardstick."""
+    from pic_plugin.features import ImageAnalysis
+    from pic_plugin.model import load_prior
+
+    net, _ = load_prior()
+    analysis = ImageAnalysis((600, 400), np.zeros((16, 12, 18), np.float16), np.zeros((12, 18), np.float32), [])
+    own = [ev.UserCrop(f"own{i}", analysis, Box(0.05, 0.1, 0.55, 0.85), 1.0) for i in range(20)]
+    pics = [ev.UserCrop(f"pic{i}", analysis, Box(0.0, 0.0, 1.0, 1.0), 0.3) for i in range(20)]
+    report = ev.evaluate_user(net, own + pics, heldout_share=0.3)
+    _, held = ev.heldout_split(own, 0.3)
+    assert report["heldout_crops"] == len(held) > 0
+    assert report["train_crops"] == 40 - len(held)
+    with pytest.raises(ValueError, match="crops you made"):
+        ev.evaluate_user(net, pics, heldout_share=0.3)

@@ -80,12 +80,19 @@ def test_scorer_scores_any_boxes_and_penalizes_face_cuts(net: M.PicNet) -> None:
 def test_user_latent_changes_the_suggestion(net: M.PicNet) -> None:
     a = synthetic_analysis()  # 640 x 480: the largest 1:1 crop keeps 75% of the frame
     area = cf.geometry_names().index("area")
-    for sign, check in ((50.0, lambda x: x >= 0.7), (-50.0, lambda x: x < 0.1)):
+    # A user who wants the largest / the smallest crop; the smallest is floored at MIN_CROP_AREA of the frame
+    # unless the user's own crops go smaller (a birder cropping hard).
+    for sign, smallest_own, check in (
+        (50.0, 1.0, lambda x: x >= 0.7),
+        (-50.0, 1.0, lambda x: M.MIN_CROP_AREA <= x < 0.15),
+        (-50.0, 0.05, lambda x: x < M.MIN_CROP_AREA),
+    ):
         user = M.prior_user(net)
         user.adapter = np.zeros(cf.GEOMETRY_DIM, dtype=np.float32)
-        user.adapter[area] = sign  # a user who wants the largest / smallest crop
+        user.adapter[area] = sign
+        user.metrics["min_crop_area"] = smallest_own
         crop = suggest(a, M.PicScorer(net, user), parse_ratio("1:1"), top_k=1).crop
-        assert check(crop.area), (sign, crop)
+        assert check(crop.area), (sign, smallest_own, crop)
 
 
 def test_prior_file_round_trip(net: M.PicNet, tmp_path) -> None:  # type: ignore[no-untyped-def]
