@@ -7,29 +7,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from pic_plugin.catalog import Catalog, default_path
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _catalog_option(fn: F) -> F:
-    return click.option(
-        "--catalog",
-        "catalog_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Catalog file (default: $PIC_CATALOG or the XDG data dir, ~/.local/share/pic/catalog.db).",
-    )(fn)
-
-
-def _open(path: Path | None) -> Catalog:
-    return Catalog(path if path is not None else default_path())
+from .common import catalog_option, open_catalog
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -54,14 +36,14 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--unset", "unsets", multiple=True, metavar="KEY", help="Remove an attribute. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the profile as JSON.")
-@_catalog_option
+@catalog_option
 def profile(
     user: str, sets: tuple[str, ...], unsets: tuple[str, ...], as_json: bool, catalog_path: Path | None
 ) -> None:
     """Show or set a user's profile attributes (a cold start for their crop style)."""
     from pic_plugin.model import unknown_attributes
 
-    with _open(catalog_path) as catalog:
+    with open_catalog(catalog_path) as catalog:
         attributes = dict((catalog.user(user) or {}).get("attributes", {}))
         if sets or unsets:
             attributes.update(_parse_sets(sets))
@@ -115,7 +97,7 @@ def profile(
 )
 @click.option("--note", default="", help="Note stored with the new model version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_catalog_option
+@catalog_option
 def learn(
     user: str,
     crops_file: Path | None,
@@ -145,7 +127,7 @@ def learn(
             raise click.UsageError(str(exc)) from None
     harvest_errors: list[str] = []
     harvested = None
-    with _open(catalog_path) as catalog:
+    with open_catalog(catalog_path) as catalog:
         if library or darktable_library is not None or digikam_db is not None:
             harvested = harvest(
                 library, catalog, user, darktable_library=darktable_library, digikam_db=digikam_db
@@ -199,7 +181,7 @@ def learn(
 @click.option("--users", "n_users", default=24, show_default=True, help="Simulated users (protocol only).")
 @click.option("--quick", is_flag=True, help="Protocol on 4 users, k in {0, 10}, no smartcrop/libvips.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@_catalog_option
+@catalog_option
 def eval_command(
     user: str | None, heldout: float, n_users: int, quick: bool, as_json: bool, catalog_path: Path | None
 ) -> None:
@@ -211,7 +193,7 @@ def eval_command(
     if user:
         from pic_plugin.personalize import user_crop_examples
 
-        with _open(catalog_path) as catalog:
+        with open_catalog(catalog_path) as catalog:
             pairs, errors = user_crop_examples(catalog, user)
             attributes = (catalog.user(user) or {}).get("attributes", {})
         for err in errors:
@@ -307,10 +289,10 @@ def train(
 @click.option("--rollback", is_flag=True, help="Activate the version before the active one.")
 @click.option("--activate", type=int, default=None, metavar="VERSION", help="Activate this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
-@_catalog_option
+@catalog_option
 def model(user: str, rollback: bool, activate: int | None, as_json: bool, catalog_path: Path | None) -> None:
     """List a user's model versions; roll back a bad fine-tune or activate any version."""
-    with _open(catalog_path) as catalog:
+    with open_catalog(catalog_path) as catalog:
         versions = catalog.model_versions(user)
         if rollback or activate is not None:
             if not versions:
