@@ -266,7 +266,11 @@ class PicScorer:
         um = user if isinstance(user, UserModel) else self.user
         feats = self.features(analysis, boxes)
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        too_small = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) < min_area(um)
+        bw, bh = np.maximum(b[:, 2] - b[:, 0], 1e-9), np.maximum(b[:, 3] - b[:, 1], 1e-9)
+        # The largest box of each box's own shape covers min(q, 1/q) of the frame (q: the box's normalized w/h); a
+        # 4:5 crop of a 30:1 panorama can never reach the floor, so there the floor is half of that largest box.
+        q = bw / bh
+        too_small = bw * bh < np.minimum(min_area(um), 0.5 * np.minimum(q, 1 / q))
         return (
             score_features(self.net, feats, um)
             - FACE_CUT_PENALTY * face_risk(analysis, boxes)

@@ -156,3 +156,24 @@ def test_coarse_to_fine_finds_what_the_full_search_finds(ratio: str) -> None:
         assert all(value(y.crop) >= value(x.crop) - 0.01 for x, y in zip(a.alternatives, b.alternatives, strict=True))
         assert abs(a.score - b.score) < 0.1
         assert coarse.scored < 0.6 * full.scored
+
+
+@pytest.mark.parametrize("size", [(3000, 100), (100, 3000)])
+def test_a_ratio_that_barely_fits_still_gets_a_sizeable_crop(size: tuple[int, int], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On a 30:1 panorama no 4:5 crop reaches the usual size floor; pic (the shipped prior) still keeps at least
+    half of the largest one, where it used to pick a sliver (24 x 30 pixels of a 3000 x 100 noise panorama)."""
+    from PIL import Image
+
+    from pic_plugin.analysis import analyze_file
+    from pic_plugin.geometry import largest_box, parse_ratio
+
+    path = tmp_path / "pano.jpg"
+    pixels = (np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    analysis = analyze_file(path).analysis
+    scorer = M.PicScorer(M.load_prior()[0])
+    for ratio in ("4:5", "1:1", "16:9"):
+        wanted = parse_ratio(ratio)
+        crop = suggest(analysis, scorer, wanted, top_k=1).crop
+        bw, bh = largest_box(wanted.value_for(size), size)  # type: ignore[arg-type]
+        assert crop.area >= 0.5 * bw * bh - 1e-3, (ratio, crop, bw * bh)
