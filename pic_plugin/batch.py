@@ -236,7 +236,8 @@ def run_batch(
     items = collect(roots, options)
     if on_start:
         on_start(len(items))
-    scorer = scorers.load(options.scorer, catalog=catalog, user=options.user)
+    # The workers build the scorer; here only its version is needed (cheap: no torch for an unchanged folder).
+    model_version = scorers.version(options.scorer, catalog=catalog, user=options.user)
 
     def emit(result: FileResult) -> None:
         summary.counts[result.status] += 1
@@ -254,7 +255,7 @@ def run_batch(
         except OSError as exc:
             emit(FileResult(path, "error", error=f"cannot read file: {exc.strerror or exc}"))
             continue
-        if not options.refresh and _unchanged(catalog, path, signature, options, scorer.version):
+        if not options.refresh and _unchanged(catalog, path, signature, options, model_version):
             emit(FileResult(path, "unchanged"))
             continue
         if options.dry_run:

@@ -34,8 +34,8 @@ from torch import nn
 
 from . import candidate_features as cf
 from .features import FEATURE_CHANNELS, ImageAnalysis
+from .model_version import PRIOR_FILE, USER_FORMAT, write_info
 
-PRIOR_FILE = Path(__file__).parent / "data" / "pic_prior.pt"
 Z_DIM = 8
 HIDDEN = 64
 FACE_CUT_PENALTY = 25.0
@@ -45,7 +45,6 @@ TOO_SMALL_PENALTY = 50.0
 #: A crop whose edge passes this close to a face (normalized units) also counts as cutting it: the exact-ratio
 #: snapping after the choice (``geometry.snap_to_ratio``) can move an edge by a pixel or two on small images.
 FACE_MARGIN = 0.01
-USER_FORMAT = "pic-user-1"
 
 #: Profile attributes the preference module understands (``pic profile --set KEY=VALUE``). Other keys are kept
 #: in the profile but do not move z_u.
@@ -205,6 +204,7 @@ def save_prior(net: PicNet, path: Path, meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arch = {"z_dim": net.z_dim, "hidden": net.hidden}
     torch.save({"state": net.state_dict(), "arch": arch, "meta": meta}, path)
+    write_info(path, str(meta.get("version", "pic")))
 
 
 def load_prior_file(path: Path) -> tuple[PicNet, dict[str, Any]]:

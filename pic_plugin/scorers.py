@@ -39,6 +39,27 @@ def _pic(catalog: Any = None, user: str | None = None, **_: Any) -> Scorer:
     return load_scorer(catalog, user)
 
 
+#: Cheap ways to learn a scorer's ``version`` without building it (``pic batch``'s unchanged check).
+_VERSIONS: dict[str, Callable[..., str]] = {}
+
+
+def _pic_version(catalog: Any = None, user: str | None = None, **_: Any) -> str:
+    from .model_version import pic_version
+
+    return pic_version(catalog, user)
+
+
+_VERSIONS["pic"] = _pic_version
+
+
+def version(name: str | None = None, **context: Any) -> str:
+    """``load(name, **context).version``, without loading the model where that is possible."""
+    key = name or DEFAULT
+    if key in _VERSIONS:
+        return _VERSIONS[key](**context)
+    return load(key, **context).version
+
+
 def names() -> list[str]:
     return sorted(_FACTORIES)
 

@@ -177,3 +177,60 @@ def test_a_ratio_that_barely_fits_still_gets_a_sizeable_crop(size: tuple[int, in
         crop = suggest(analysis, scorer, wanted, top_k=1).crop
         bw, bh = largest_box(wanted.value_for(size), size)  # type: ignore[arg-type]
         assert crop.area >= 0.5 * bw * bh - 1e-3, (ratio, crop, bw * bh)
+
+
+def test_the_version_without_loading_the_model_is_the_scorers_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """scorers.version (torch-free, for pic batch's unchanged check) == scorers.load(...).version, in every case."""
+    import json
+
+    from pic_plugin import scorers
+    from pic_plugin.model_version import prior_version, write_info
+
+    with Catalog(tmp_path / "c.db") as cat:
+        cases = []
+        cases.append(("nobody", None))
+        cat.ensure_user("me")
+        cases.append(("no model yet", "me"))
+        net, meta = M.load_prior()
+        fitted = M.prior_user(net, None, str(meta["version"]))
+        cat.save_model("me", fitted.to_bytes(), {}, note="t")
+        cases.append(("fitted to this prior", "me"))
+        other = M.prior_user(net, None, "pic-older")
+        cat.ensure_user("old")
+        cat.save_model("old", other.to_bytes(), {}, note="t")
+        cases.append(("fitted to another prior", "old"))
+        cat.ensure_user("broken")
+        cat.save_model("broken", b"not json", {}, note="t")
+        cases.append(("unreadable model", "broken"))
+        for label, user in cases:
+            assert scorers.version("pic", catalog=cat, user=user) == scorers.load("pic", catalog=cat, user=user).version, label
+        assert scorers.version("pic", catalog=cat, user="me").endswith("+u1")
+        assert scorers.version("composition") == scorers.load("composition").version
+    # A weights file replaced without its info file is noticed: the version comes from the weights then.
+    weights = tmp_path / "prior.pt"
+    M.save_prior(net, weights, {"version": "pic-new"})
+    assert json.loads((tmp_path / "prior.json").read_text())["version"] == "pic-new"
+    assert prior_version(weights) == "pic-new"
+    write_info(weights, "pic-stale")
+    M.save_prior(net, tmp_path / "other.pt", {"version": "pic-newer"})
+    (tmp_path / "other.pt").replace(weights)  # new weights, old info file
+    assert prior_version(weights) == "pic-newer"
+
+
+def test_an_unchanged_batch_does_not_load_the_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from conftest import jpeg_bytes, make_photo
+
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(make_photo(320, 240)))
+    code = (
+        "import sys; from pathlib import Path; from pic_plugin.batch import run_batch, BatchOptions;"
+        "from pic_plugin.catalog import Catalog;"
+        f"c = Catalog(Path({str(tmp_path / 'c.db')!r}));"
+        f"s = run_batch([Path({str(tmp_path)!r})], BatchOptions(jobs=1, write=False), c);"
+        "print(dict(s.counts), 'torch' in sys.modules)"
+    )
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert first.strip() == "{'done': 1} True" and again.strip() == "{'unchanged': 1} False"

@@ -1,0 +1,58 @@
+"""Which model a suggestion of the ``pic`` scorer comes from, without importing torch.
+
+``pic batch`` compares this string with the one stored for each photo to decide that an unchanged photo needs no
+work; loading torch and the prior just to learn it would cost a second on every re-run. The prior's version is
+kept in ``pic_prior.json`` next to the weights (written by ``model.save_prior``) together with the weights file's
+SHA-256, so a weights file replaced without its JSON is noticed and the weights are loaded to ask them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+PRIOR_FILE = Path(__file__).parent / "data" / "pic_prior.pt"
+USER_FORMAT = "pic-user-1"  # the catalog's serialization of one user's model (``model.UserModel``)
+
+
+def info_file(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def write_info(weights: Path, version: str) -> None:
+    """Record ``version`` and the weights file's hash beside it (after the weights are written)."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    info_file(weights).write_text(json.dumps({"version": version, "sha256": digest}, indent=1) + "\n")
+
+
+def prior_version(weights: Path = PRIOR_FILE) -> str:
+    """The version string of the shipped prior (``model.load_prior``'s ``meta["version"]``)."""
+    try:
+        info = json.loads(info_file(weights).read_text())
+        if info.get("sha256") == hashlib.sha256(weights.read_bytes()).hexdigest() and info.get("version"):
+            return str(info["version"])
+    except (OSError, ValueError):
+        pass  # no or unreadable info file: ask the weights
+    from .model import load_prior_file
+
+    return str(load_prior_file(weights)[1].get("version", "pic"))
+
+
+def pic_version(catalog: Any = None, user: str | None = None) -> str:
+    """``PicScorer.version`` for ``user``: the prior's version, plus ``+uN`` when the user's active model N was
+    fitted to this prior (a model of another prior is not used, see ``personalize.active_user_model``)."""
+    version = prior_version()
+    if catalog is None or not user:
+        return version
+    active = catalog.active_model(user)
+    if active is None:
+        return version
+    number, data = active
+    try:
+        stored = json.loads(bytes(data).decode())
+        usable = stored.get("format") == USER_FORMAT and str(stored.get("prior", "")) == version
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        usable = False  # unreadable: the scorer falls back to the prior too
+    return f"{version}+u{number}" if usable else version
