@@ -97,11 +97,13 @@ def profile(
 )
 @click.option("--note", default="", help="Note stored with the new model version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.argument("more_library", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[PATH]...")
 @catalog_option
 def learn(
     user: str,
     crops_file: Path | None,
     library: tuple[Path, ...],
+    more_library: tuple[Path, ...],
     darktable_library: Path | None,
     digikam_db: Path | None,
     note: str,
@@ -117,6 +119,9 @@ def learn(
     from pic_plugin.personalize import learn as learn_crops
     from pic_plugin.personalize import read_crop_file
 
+    if more_library and not library:
+        raise click.UsageError("paths after the options belong to --from-library: pic learn --from-library PATH...")
+    library = (*library, *more_library)  # `--from-library A B C` as DESIGN section 3 writes it
     if not crops_file and not library and darktable_library is None and digikam_db is None:
         raise click.UsageError("give --crops FILE or --from-library PATH")
     records = []

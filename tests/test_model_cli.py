@@ -168,3 +168,18 @@ def test_rejected_suggestions_are_not_learned_as_crops(tmp_path: Path, catalog_p
                               (photos[1], Box(0.2, 0.2, 0.9, 0.9), "review", 0.0)])  # fmt: skip
         examples, errors = user_examples(cat, "me")
     assert errors == [] and len(examples) == 1 and examples[0].crop == Box(0.1, 0.1, 0.8, 0.8)
+
+
+def test_from_library_takes_several_paths_after_one_flag(pic: click.Group, tmp_path: Path, catalog_path: Path) -> None:
+    """`pic learn --from-library A B` (DESIGN section 3) reads both; a bare path without the flag is refused."""
+    from test_harvest import digikam_library
+
+    a, b = digikam_library(tmp_path / "a"), digikam_library(tmp_path / "b")
+    r = CliRunner().invoke(
+        pic, ["learn", "--user", "me", "--from-library", str(a), str(b), "--json", "--catalog", str(catalog_path)]
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output.strip().splitlines()[-1])
+    assert out["harvested"]["photos"] == 6 and out["harvested"]["crops"] == 4
+    r = CliRunner().invoke(pic, ["learn", "--user", "me", str(a), "--catalog", str(catalog_path)])
+    assert r.exit_code == 2 and "--from-library" in r.output
