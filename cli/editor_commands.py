@@ -124,19 +124,19 @@ def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | 
                 user: str) -> None:
     """Run ``pic learn --user NAME --from-library PATH...`` on the paths in a file list (for the editor plugins).
 
-    The list may name images or their darktable sidecars (``IMG.ext.xmp``, a duplicate's ``IMG_NN.ext.xmp``);
-    a sidecar stands for its image, whose crops (all duplicates included) are then read."""
-    from pic_plugin.sidecars.darktable import image_for_sidecar
+    The list may name images or their sidecars (``IMG.ext.xmp``, a darktable duplicate's ``IMG_NN.ext.xmp``,
+    ``IMG.xmp``); a sidecar stands for its image, whose crops (all duplicates included) are then read."""
+    from pic_plugin.watch_events import photos_for_sidecar
 
     found: list[Path] = []
     for p in _images(paths, files_from):
-        image = image_for_sidecar(p) if p.name.lower().endswith(".xmp") else p
-        if image is None:
+        images = photos_for_sidecar(p) if p.name.lower().endswith(".xmp") else [p]
+        if not images:
             click.echo(f"error: {show_path(p)}: no image next to this sidecar", err=True)
-            continue
-        absolute = Path(os.path.abspath(image))  # absolute: never mistaken for options
-        if absolute not in found:
-            found.append(absolute)
+        for image in images:
+            absolute = Path(os.path.abspath(image))  # absolute: never mistaken for options
+            if absolute not in found:
+                found.append(absolute)
     if not found:
         sys.exit(1)
     root = ctx.find_root().command

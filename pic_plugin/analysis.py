@@ -52,9 +52,10 @@ def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None
     )
 
 
-def analyze_with_catalog(path: Path, catalog: Catalog) -> FileAnalysis:
-    """``analyze_file`` reading and filling the catalog's cache in this process."""
-    key = content_key(path)
+def analyze_with_catalog(path: Path, catalog: Catalog, key: str | None = None) -> FileAnalysis:
+    """``analyze_file`` reading and filling the catalog's cache in this process (``key``: the content key, when
+    the caller knows it already)."""
+    key = key or content_key(path)
     result = analyze_file(path, catalog.features(key, features.FEATURE_VERSION), key)
     if result.new_features is not None:
         catalog.put_features(key, features.FEATURE_VERSION, result.new_features)

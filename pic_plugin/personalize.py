@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from . import features
-from .analysis import analyze_file
+from .analysis import analyze_with_catalog
 from .catalog import Catalog
 from .errors import DecodeError
 from .features import ImageAnalysis
 from .geometry import Box
 from .model import PicNet, PicScorer, UserModel, load_prior, prior_user
-from .scan import content_key
 from .training import FinetuneConfig, UserExample, finetune
 
 log = logging.getLogger(__name__)
@@ -43,16 +42,6 @@ CropRecord = tuple[Path, Box, str, float]
 MAX_FINETUNE_CROPS = 200
 
 
-def analysis_for(catalog: Catalog, path: Path, key: str | None = None) -> tuple[str, ImageAnalysis]:
-    """Cached features of ``path`` (computed and stored when missing; ``analysis.analyze_file`` does the work,
-    so a photo pic batch or pic watch has seen is not decoded again). Raises DecodeError / OSError."""
-    key = key or content_key(path)
-    result = analyze_file(path, catalog.features(key, features.FEATURE_VERSION), key)
-    if result.new_features is not None:
-        catalog.put_features(key, features.FEATURE_VERSION, result.new_features)
-    return key, result.analysis
-
-
 def add_crops(catalog: Catalog, user: str, crops: Iterable[CropRecord]) -> tuple[int, list[str]]:
     """Record the user's crops (idempotent). Returns (new or changed, errors as 'path: reason')."""
     added, errors = 0, []
@@ -61,7 +50,7 @@ def add_crops(catalog: Catalog, user: str, crops: Iterable[CropRecord]) -> tuple
             errors.append(f"{os.fsdecode(path)}: not a valid normalized crop {list(box)}")
             continue
         try:
-            key, _ = analysis_for(catalog, Path(path))
+            key = analyze_with_catalog(Path(path), catalog).content_key
         except (OSError, DecodeError) as exc:
             errors.append(f"{os.fsdecode(path)}: {exc}")
             continue
@@ -90,7 +79,7 @@ def user_crop_examples(catalog: Catalog, user: str) -> tuple[list[tuple[dict[str
                 analysis = None
         if analysis is None and row["path"]:
             try:
-                _, analysis = analysis_for(catalog, Path(row["path"]), row["content_key"])
+                analysis = analyze_with_catalog(Path(row["path"]), catalog, row["content_key"]).analysis
             except (OSError, DecodeError) as exc:
                 errors.append(f"{row['path']}: {exc}")
         if analysis is not None:

@@ -869,23 +869,6 @@ def sidecar_path(image: Path, duplicate: int = 0) -> Path:
     return image.with_name(base + ".xmp")
 
 
-def image_for_sidecar(sidecar: Path) -> Path | None:
-    """The image a darktable sidecar belongs to: ``IMG.ext.xmp`` -> ``IMG.ext``, a duplicate's ``IMG_NN.ext.xmp``
-    -> ``IMG.ext`` (when no real ``IMG_NN.ext`` exists); None when neither exists."""
-    if not sidecar.name.lower().endswith(".xmp"):
-        return None
-    image = sidecar.with_name(sidecar.name[: -len(".xmp")])
-    if image.exists():
-        return image
-    stem, dot, ext = image.name.rpartition(".")
-    m = re.match(r"(.+)_\d{2,}\Z", stem if dot else image.name, re.DOTALL)
-    if m:
-        original = image.with_name(m.group(1) + (dot + ext if dot else ""))
-        if original.exists():
-            return original
-    return None
-
-
 def duplicate_sidecars(image: Path) -> list[tuple[int, Path]]:
     """Existing sidecars of the image and its duplicates, (version, path), version 0 first."""
     name = image.name
