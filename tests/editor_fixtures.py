@@ -104,6 +104,18 @@ def crop_params(left: float, top: float, right: float, bottom: float) -> str:
     return struct.pack("<ffffii", left, top, right, bottom, 0, 0).hex()
 
 
+def append_user_crop(sidecar: Path, box: tuple[float, float, float, float]) -> None:
+    """What darktable writes when the user crops: an enabled crop entry appended to the history (at its end)."""
+    text = sidecar.read_text()
+    num = text.count("darktable:num=")
+    assert f'darktable:history_end="{num}"' in text, "the history must end at its last entry"
+    end = text.index("</rdf:Seq>", text.index("<darktable:history>"))
+    text = (text[:end] + f'<rdf:li darktable:num="{num}" darktable:operation="crop" darktable:enabled="1" '
+            f'darktable:modversion="1" darktable:params="{crop_params(*box)}" darktable:multi_name="" '
+            'darktable:multi_priority="0"/>\n' + text[end:])  # fmt: skip
+    sidecar.write_text(text.replace(f'darktable:history_end="{num}"', f'darktable:history_end="{num + 1}"'))
+
+
 def flip_params(bits: int) -> str:
     return struct.pack("<i", bits).hex()
 

@@ -153,17 +153,9 @@ def test_pic_suggestion_accepted_is_weak_and_edited_is_strong(tmp_path: Path):
     (c,) = collect_crops([img])
     assert c.source == "darktable" and c.pic_suggestion and c.weight == WEIGHT_ACCEPTED_SUGGESTION
     # The user moves the crop in darktable: darktable appends a new crop entry.
-    from editor_fixtures import crop_params
+    from editor_fixtures import append_user_crop
 
-    sc = tmp_path / "a.jpg.xmp"
-    text = sc.read_text()
-    entry_end = text.rindex("</rdf:Seq>")
-    num = text.count("<rdf:li")
-    text = (text[:entry_end] + f'<rdf:li darktable:num="{num}" darktable:operation="crop" darktable:enabled="1" '
-            f'darktable:modversion="1" darktable:params="{crop_params(0.2, 0.2, 0.7, 0.9)}" '
-            'darktable:multi_name="" darktable:multi_priority="0"/>\n' + text[entry_end:])
-    text = text.replace(f'darktable:history_end="{num}"', f'darktable:history_end="{num + 1}"')
-    sc.write_text(text)
+    append_user_crop(tmp_path / "a.jpg.xmp", (0.2, 0.2, 0.7, 0.9))
     (c,) = collect_crops([img])
     assert not c.pic_suggestion and c.weight == 1.0
     assert c.crop.as_list(5) == [0.2, 0.2, 0.7, 0.9]

@@ -96,7 +96,7 @@ def test_real_darktable_crop_fine_tunes_the_model_and_moves_the_other_suggestion
                                                                                   catalog_path: Path) -> None:
     """Everything real: pic's darktable sidecars, the harvest readers, the PIC fine-tune and scorer. The user crops
     one photo of a series tightly on the left in darktable; the others' suggestions move toward that crop."""
-    from editor_fixtures import crop_params
+    from editor_fixtures import append_user_crop
 
     from pic_plugin.geometry import iou
 
@@ -110,15 +110,8 @@ def test_real_darktable_crop_fine_tunes_the_model_and_moves_the_other_suggestion
         before = {p: find_crops(root / "series" / p, 1)[0].crop for p in others}
         # darktable appends an enabled crop entry to the sidecar pic wrote (pic's own entry stays, disabled)
         sc = root / "series" / "s0.jpg.xmp"
-        text = sc.read_text()
-        num = text.count("darktable:num=")  # pic's disabled suggestion is entry 0
-        assert num == 1 and 'darktable:history_end="1"' in text
-        end = text.index("</rdf:Seq>", text.index("<darktable:history>"))
-        text = (text[:end] + f'<rdf:li darktable:num="{num}" darktable:operation="crop" darktable:enabled="1" '
-                f'darktable:modversion="1" darktable:params="{crop_params(*user_crop)}" darktable:multi_name="" '
-                'darktable:multi_priority="0"/>\n' + text[end:])  # fmt: skip
-        text = text.replace(f'darktable:history_end="{num}"', f'darktable:history_end="{num + 1}"')
-        sc.write_text(text)
+        assert sc.read_text().count("darktable:num=") == 1  # pic's disabled suggestion is entry 0
+        append_user_crop(sc, user_crop)
         edited = sc.read_bytes()
         wait_for(lambda: all("+u1" in str(find_crops(root / "series" / p, 1)[0].detail.get("model"))
                              for p in others), 60, what="suggestions from the fine-tuned model")  # fmt: skip
