@@ -11,41 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pic_plugin import scorers
+from pic_plugin.atomic import atomic_path
 from pic_plugin.catalog import Catalog
 from pic_plugin.geometry import Box
 from pic_plugin.harvest import LibraryCrop
-
-
-@dataclass
-class Result:
-    target: str
-    status: str
-    path: Path | None = None
-    message: str = ""
-
-
-@dataclass
-class Report:
-    image: Path
-    results: dict[str, Result] = field(default_factory=dict)
-    files: list[Path] = field(default_factory=list)
-    darktable_entry: tuple[int, str] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status != "error" for r in self.results.values())
-
-    @property
-    def errors(self) -> dict[str, str]:
-        return {t: r.message for t, r in self.results.items() if r.status == "error"}
+from pic_plugin.sidecars import TargetResult, WriteReport
 
 
 def sidecar(image: Path) -> Path:
@@ -60,30 +36,26 @@ def read_sidecar(image: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".pic-", suffix=".xmp.tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".xmp.tmp") as tmp:  # a temp name the watcher ignores, like the real writer's
+        tmp.write_text(json.dumps(data))
 
 
 def json_writer(image: Path, suggestion: Any, orientation: int, *, targets: Any = ("pic",), mode: str = "suggest",
-                force: bool = False) -> Report:
+                force: bool = False) -> WriteReport:
     path = sidecar(image)
-    report = Report(image)
+    report = WriteReport(image)
     data = read_sidecar(image)
     if data.get("user") and not force:
-        report.results["pic"] = Result("pic", "kept-user-crop", path)
+        report.results["pic"] = TargetResult("pic", "kept-user-crop", path)
         return report
     data["pic"] = suggestion.crop.as_list()
     data["model"] = suggestion.model
     try:
         write_json_atomic(path, data)
     except OSError as exc:
-        report.results["pic"] = Result("pic", "error", path, f"{exc.strerror or exc}")
+        report.results["pic"] = TargetResult("pic", "error", path, f"{exc.strerror or exc}")
         return report
-    report.results["pic"] = Result("pic", "written", path)
+    report.results["pic"] = TargetResult("pic", "written", path)
     report.files.append(path)
     return report
 
