@@ -199,6 +199,12 @@ local function write_list(path, strings)
   return write_all(path, table.concat(strings, "\0") .. "\0")
 end
 
+local function paths_of(images)
+  local paths = {}
+  for i, image in ipairs(images) do paths[i] = image_path(image) end
+  return paths
+end
+
 local function common_args()
   local args = {}
   local catalog = pref("catalog", "string")
@@ -343,20 +349,25 @@ local function finish(summary)
   status(summary.text or "")
 end
 
+-- a work area whose list holds STRINGS; nil (and the action ended with the error) when none can be made
+local function start_work(action, strings)
+  local work, err = new_work()
+  if not work then
+    fail(err)
+    finish({ action = action, error = err })
+    return nil
+  end
+  write_list(work.list, strings)
+  return work
+end
+
 -- actions --------------------------------------------------------------------------------------------------
 
 -- ask pic for a crop of each image; remember it, tag the image and show the score
 function pic.suggest(images)
   if not begin(images, _("suggesting...")) then return nil end
-  local work, err = new_work()
-  if not work then
-    fail(err)
-    finish({ action = "suggest", error = err })
-    return pic.last
-  end
-  local paths = {}
-  for i, image in ipairs(images) do paths[i] = image_path(image) end
-  write_list(work.list, paths)
+  local work = start_work("suggest", paths_of(images))
+  if not work then return pic.last end
   local ratio = current_ratio()
   local rc = run_pic("dtstyle --files-from " .. sq(work.list) .. " --out " .. sq(work.dir) .. " --ratio " .. sq(ratio)
     .. user_args() .. " " .. common_args(), work, _("pic: suggesting crops"))
@@ -414,15 +425,8 @@ end
 -- append pic's crop to each image's history; remember how to undo it
 function pic.apply(images)
   if not begin(images, _("applying...")) then return nil end
-  local work, err = new_work()
-  if not work then
-    fail(err)
-    finish({ action = "apply", error = err })
-    return pic.last
-  end
-  local paths = {}
-  for i, image in ipairs(images) do paths[i] = image_path(image) end
-  write_list(work.list, paths)
+  local work = start_work("apply", paths_of(images))
+  if not work then return pic.last end
   local snaps = work.list .. ".snaps"
   snapshot(images, snaps, work.list:match("([%w_]+)$") or "x")
   local args = "dtstyle --files-from " .. sq(work.list) .. " --out " .. sq(work.dir) .. " --snapshots " .. sq(snaps)
@@ -538,15 +542,10 @@ function pic.learn(images)
   if not begin(images, _("learning...")) then return nil end
   -- make the sidecars current: darktable's "write sidecar files" acts on the same images as this action
   pcall(dt.gui.action, "lib/copy_history/write sidecar files", 0, "", "", 1.0)
-  local work, err = new_work()
-  if not work then
-    fail(err)
-    finish({ action = "learn", error = err })
-    return pic.last
-  end
   local sidecars = {}
   for i, image in ipairs(images) do sidecars[i] = image.sidecar end
-  write_list(work.list, sidecars)
+  local work = start_work("learn", sidecars)
+  if not work then return pic.last end
   local rc = run_pic("learn-files --files-from " .. sq(work.list) .. " --user " .. sq(user_name()) .. " "
     .. common_args(), work, _("pic: learning your crops"))
   local summary = { action = "learn", rc = rc, count = #images }
