@@ -134,7 +134,7 @@ def default_crop_collector() -> CropCollector:
     return collect
 
 
-def default_learner() -> Learner | None:
+def default_learner() -> Learner:
     """The per-user fine-tune of the learned model (``personalize.learn``: all the user's crops in the catalog ->
     a new active model version)."""
     from .personalize import learn

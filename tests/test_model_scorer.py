@@ -234,3 +234,16 @@ def test_an_unchanged_batch_does_not_load_the_model(tmp_path) -> None:  # type: 
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert first.strip() == "{'done': 1} True" and again.strip() == "{'unchanged': 1} False"
+
+
+def test_the_folded_scoring_path_equals_the_network() -> None:
+    """score_features folds one user's first layers into one matrix; it must give the network's own scores."""
+    net, _ = M.load_prior()
+    a = synthetic_analysis()
+    feats = cf.compute(cf.photo_context(a), generate(a.size, parse_ratio("free")).boxes)
+    user = M.prior_user(net, {"ratio": "4:5", "framing": "tight"})
+    user.adapter = np.random.default_rng(0).normal(size=user.adapter.shape).astype(np.float32) * 0.1
+    with torch.no_grad():
+        content, geometry = net.standardize(torch.from_numpy(feats.content), torch.from_numpy(feats.geometry))
+        reference = net(content, geometry, torch.from_numpy(user.z), torch.from_numpy(user.adapter)).numpy()
+    assert np.allclose(M.score_features(net, feats, user), reference, atol=1e-4)
