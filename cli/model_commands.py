@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,11 +52,18 @@ def profile(
                 attributes.pop(key.strip().lower(), None)
             catalog.set_user_attributes(user, attributes)
         versions = catalog.model_versions(user)
+        described = _habit(catalog, user)
     unknown = unknown_attributes(attributes)
     if as_json:
         click.echo(
             json.dumps(
-                {"user": user, "attributes": attributes, "ignored_by_model": unknown, "model_versions": len(versions)}
+                {
+                    "user": user,
+                    "attributes": attributes,
+                    "ignored_by_model": unknown,
+                    "model_versions": len(versions),
+                    "framing_habit": described,
+                }
             )
         )
         return
@@ -66,6 +74,8 @@ def profile(
         click.echo("  (no attributes)")
     active = next((v for v in versions if v["active"]), None)
     click.echo(f"  model: version {active['version']} ({active['note']})" if active else "  model: generic prior")
+    if described:
+        click.echo(f"  framing habit: {described}")
 
 
 @click.command()
@@ -160,6 +170,7 @@ def learn(
                     "k": result.k,
                     "version": result.version,
                     "seconds": round(result.seconds, 3),
+                    "framing_habit": result.habit,
                     "errors": errors,
                 }
             )
@@ -171,6 +182,8 @@ def learn(
             f"{user}: {result.added} new crops; fine-tuned on {result.k} crops in {result.seconds:.1f}s "
             f"-> model version {result.version}"
         )
+        if result.habit:
+            click.echo(f"  framing habit: {result.habit}")
     if errors:
         sys.exit(1)
 
@@ -313,6 +326,7 @@ def model(user: str, rollback: bool, activate: int | None, as_json: bool, catalo
             except KeyError as exc:
                 raise click.UsageError(str(exc.args[0])) from None
             versions = catalog.model_versions(user)
+        described = _habit(catalog, user)
     if as_json:
         click.echo(json.dumps(versions))
         return
@@ -322,6 +336,25 @@ def model(user: str, rollback: bool, activate: int | None, as_json: bool, catalo
         mark = "*" if v["active"] else " "
         k = v["metrics"].get("k", "?")
         click.echo(f"{mark} v{v['version']}  k={k}  {v['note']}")
+    if described:
+        click.echo(f"framing habit (active): {described}")
+
+
+def _habit(catalog: Any, user: str) -> str | None:
+    """The user's framing habit in words: the active model's rule, else what their profile says. Reads the
+    stored JSON directly, so listing does not load torch."""
+    from pic_plugin.framing_rule import FramingRule, rule_from_attributes
+
+    active = catalog.active_model(user)
+    if active is not None:
+        try:
+            stored = json.loads(bytes(active[1]).decode()).get("rule")
+            if stored:
+                return FramingRule.from_dict(stored).describe()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+    rule = rule_from_attributes((catalog.user(user) or {}).get("attributes", {}))
+    return rule.describe() if rule is not None else None
 
 
 COMMANDS = [profile, learn, eval_command, train, model]

@@ -34,7 +34,10 @@ from torch import nn
 
 from . import candidate_features as cf
 from .features import FEATURE_CHANNELS, ImageAnalysis
+from .framing_rule import GENERIC_RULE, FramingRule, rule_from_attributes
+from .geometry import Ratio
 from .model_version import PRIOR_FILE, USER_FORMAT, write_info
+from .suggest import Anchor
 
 Z_DIM = 8
 HIDDEN = 64
@@ -42,6 +45,16 @@ FACE_CUT_PENALTY = 25.0
 #: Crops smaller than this share of the frame are not suggested (see ``min_area``), unless the user crops tighter.
 MIN_CROP_AREA = 0.1
 TOO_SMALL_PENALTY = 50.0
+#: Weight of the user's framing rule (``framing_rule``): a candidate gains its IoU with the rule's crop times
+#: RULE_WEIGHT x k / (k + RULE_K0) for a rule fitted to k crops, PROFILE_RULE_WEIGHT for the rule the profile
+#: describes (replaced by the crops' rule once there are PROFILE_RULE_UNTIL crops), GENERIC_RULE_WEIGHT for the
+#: generic rule (a fixed ratio asked by somebody pic knows nothing about). All well below FACE_CUT_PENALTY, so a
+#: rule never buys a cut face. Chosen on the validation fold of the training photos (scripts in the README).
+RULE_WEIGHT = 3.0
+RULE_K0 = 2.0
+PROFILE_RULE_WEIGHT = 7.5
+PROFILE_RULE_UNTIL = 5
+GENERIC_RULE_WEIGHT = 2.0
 #: A crop whose edge passes this close to a face (normalized units) also counts as cutting it: the exact-ratio
 #: snapping after the choice (``geometry.snap_to_ratio``) can move an edge by a pixel or two on small images.
 FACE_MARGIN = 0.01
@@ -169,6 +182,7 @@ class UserModel:
     prior: str = ""  # version of the shared weights it belongs to
     metrics: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
+    rule: FramingRule | None = None  # the framing habit: fitted to the same crops, or what the profile says
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -181,6 +195,7 @@ class UserModel:
                 "prior": self.prior,
                 "metrics": self.metrics,
                 "created": self.created,
+                "rule": self.rule.to_dict() if self.rule is not None else None,
             }
         ).encode()
 
@@ -197,6 +212,7 @@ class UserModel:
             prior=str(d.get("prior", "")),
             metrics=dict(d.get("metrics") or {}),
             created=float(d.get("created", 0.0)),
+            rule=FramingRule.from_dict(d["rule"]) if d.get("rule") else None,  # versions before rules: none
         )
 
 
@@ -230,7 +246,11 @@ def prior_user(net: PicNet, attributes: dict[str, Any] | None = None, prior: str
     with torch.no_grad():
         z = net.attribute_latent([attribute_tokens(attributes)])[0].numpy()
     return UserModel(
-        z=z, adapter=np.zeros(cf.GEOMETRY_DIM, dtype=np.float32), attributes=dict(attributes or {}), prior=prior
+        z=z,
+        adapter=np.zeros(cf.GEOMETRY_DIM, dtype=np.float32),
+        attributes=dict(attributes or {}),
+        prior=prior,
+        rule=rule_from_attributes(attributes),
     )
 
 
@@ -276,6 +296,27 @@ class PicScorer:
             - FACE_CUT_PENALTY * face_risk(analysis, boxes)
             - TOO_SMALL_PENALTY * too_small
         )
+
+    def anchor(self, analysis: ImageAnalysis, ratio: Ratio, user: Any = None) -> Anchor | None:
+        """The crop the user's framing rule makes of this photo, for ``suggest`` (None: no rule yet)."""
+        um = user if isinstance(user, UserModel) else self.user
+        rule = um.rule
+        if rule is None and not ratio.is_free:
+            rule = GENERIC_RULE  # asked for a ratio by somebody pic knows nothing about
+        if rule is None:
+            return None
+        size = analysis.size
+        box = rule.box(self.context(analysis).subject.box, size, ratio)
+        return Anchor(box, rule_weight(rule), rule.aspect(size, ratio))
+
+
+def rule_weight(rule: FramingRule) -> float:
+    """How much a candidate's closeness to the rule's crop counts (see RULE_WEIGHT)."""
+    if rule.source == "profile":
+        return PROFILE_RULE_WEIGHT
+    if rule.source == "generic":
+        return GENERIC_RULE_WEIGHT
+    return RULE_WEIGHT * rule.k / (rule.k + RULE_K0)
 
 
 def min_area(user: UserModel) -> float:

@@ -29,8 +29,9 @@ from .analysis import analyze_with_catalog
 from .catalog import Catalog
 from .errors import DecodeError
 from .features import ImageAnalysis
+from .framing_rule import rule_from_attributes
 from .geometry import Box
-from .model import PicNet, PicScorer, UserModel, load_prior, prior_user
+from .model import PROFILE_RULE_UNTIL, PicNet, PicScorer, UserModel, load_prior, prior_user
 from .training import FinetuneConfig, UserExample, finetune
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class LearnResult:
     version: int | None  # new model version (None: nothing to learn from)
     seconds: float
     errors: list[str]
+    habit: str | None = None  # the framing rule in words (FramingRule.describe)
 
 
 def learn(
@@ -126,7 +128,8 @@ def learn(
         {"k": model.k, "seconds": round(seconds, 3), **model.metrics},
         note=note or f"fine-tuned on {model.k} crops",
     )
-    return LearnResult(user, added, model.k, version, seconds, errors)
+    habit = model.rule.describe() if model.rule is not None else None
+    return LearnResult(user, added, model.k, version, seconds, errors, habit)
 
 
 def active_user_model(catalog: Catalog, user: str, net: PicNet, prior_version: str) -> tuple[UserModel, int]:
@@ -150,6 +153,9 @@ def active_user_model(catalog: Catalog, user: str, net: PicNet, prior_version: s
                         old, new = net.attribute_latent([_tokens(model.attributes), _tokens(attributes)])
                     model.z = (model.z - old.numpy() + new.numpy()).astype(np.float32)
                     model.attributes = dict(attributes)
+                    if model.rule is None or model.rule.source == "profile" or model.k < PROFILE_RULE_UNTIL:
+                        fitted = model.rule if model.rule is not None and model.rule.source == "crops" else None
+                        model.rule = rule_from_attributes(attributes) or fitted
                 return model, version
             log.warning(
                 "user %s: model version %d belongs to prior %r, not %r; using the prior + attributes",
@@ -158,6 +164,10 @@ def active_user_model(catalog: Catalog, user: str, net: PicNet, prior_version: s
                 model.prior,
                 prior_version,
             )
+            fallback = prior_user(net, attributes, prior_version)
+            if model.rule is not None and model.rule.source == "crops" and model.k >= PROFILE_RULE_UNTIL:
+                fallback.rule = model.rule  # the framing rule does not depend on the shared weights
+            return fallback, 0
     return prior_user(net, attributes, prior_version), 0
 
 

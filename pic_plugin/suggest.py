@@ -37,6 +37,31 @@ class Scorer(Protocol):
     def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A crop the scorer expects for this photo (a user's framing rule, ``framing_rule``): it joins the
+    candidates, and every candidate gains ``weight`` x its IoU with it. Scorers may offer one through
+    ``anchor(analysis, ratio, user) -> Anchor | None``."""
+
+    box: Box
+    weight: float
+    aspect: float | None = None  # pixel aspect its neighbours keep (None: free)
+
+
+class _Anchored:
+    """``scorer`` plus the anchor's bonus (what ``suggest`` scores with when the scorer offers an anchor)."""
+
+    def __init__(self, scorer: Scorer, anchor: Anchor) -> None:
+        self.scorer, self.anchor = scorer, anchor
+        self.name, self.version, self.temperature = scorer.name, scorer.version, scorer.temperature
+        self.coarse_stride = int(getattr(scorer, "coarse_stride", 1))
+        self._box = np.asarray(tuple(anchor.box), dtype=np.float64)
+
+    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
+        base = np.asarray(self.scorer.score(analysis, boxes, user), dtype=np.float64)
+        return base + self.anchor.weight * _ious(self._box, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+
+
 @dataclass
 class Alternative:
     crop: Box
@@ -85,6 +110,10 @@ def suggest(
     size = analysis.size
     pool = cand.generate(size, ratio)
     boxes = pool.boxes
+    offer = getattr(scorer, "anchor", None)
+    anchor: Anchor | None = offer(analysis, ratio, user) if offer is not None else None
+    if anchor is not None:
+        scorer = _Anchored(scorer, anchor)
     stride = int(getattr(scorer, "coarse_stride", 1))
     if stride > 1 and len(boxes) >= COARSE_MIN_CANDIDATES:
         scores, beliefs = _coarse_to_fine(analysis, scorer, user, boxes, stride)
@@ -99,6 +128,9 @@ def suggest(
         box = pool.box(int(i))
         aspect = None if pool.ratios[i] == "free" else box.pixel_aspect(size)
         extra.extend(cand.jitter(box, size, aspect))
+    if anchor is not None:  # the anchor itself and its neighbours compete too (the grid may not hold it)
+        extra.append(anchor.box)
+        extra.extend(cand.jitter(anchor.box, size, anchor.aspect))
     if extra:
         extra_arr = np.asarray(extra, dtype=np.float32)
         boxes = np.concatenate([boxes, extra_arr])

@@ -36,8 +36,9 @@ from .candidates import generate
 from .datasets import ScoredCrops, SubjectPhoto, shared_data_dir, stable_fold
 from .feature_store import FeatureStore
 from .features import ImageAnalysis
+from .framing_rule import RuleSample, fit_rule, rule_from_attributes
 from .geometry import FREE, Box
-from .model import PicNet, UserModel, attribute_tokens
+from .model import PROFILE_RULE_UNTIL, PicNet, UserModel, attribute_tokens
 from .personas import Persona, broad_family, design_family
 
 #: Sharpness of the soft targets: a candidate 0.05 IoU worse than the best gets 1/e of its weight.
@@ -754,6 +755,7 @@ def _finetune(
     tokens = attribute_tokens(attributes)
     with torch.no_grad():
         z_attr = net.attribute_latent([tokens])[0]
+    profile_rule = rule_from_attributes(attributes)
     if not examples:
         return UserModel(
             z=z_attr.numpy(),
@@ -762,10 +764,13 @@ def _finetune(
             k=0,
             prior=prior,
             metrics={"seconds": round(time.time() - t0, 3)},
+            rule=profile_rule,
         )
     contents, geometries, ious, weights, crop_geo = [], [], [], [], []
+    rule_samples: list[RuleSample] = []
     for ex in examples:
         ctx = ex.ctx or cf.photo_context(ex.analysis)
+        rule_samples.append(RuleSample(ctx.subject.box, ex.analysis.size, ex.crop, ex.weight))
         pool = ex.pool if ex.pool is not None else generate(ex.analysis.size, FREE).boxes
         target = np.asarray(ex.crop, dtype=np.float32)
         iou = box_ious(pool, target)
@@ -815,6 +820,9 @@ def _finetune(
         opt.step()
     with torch.no_grad():
         final = float(support_loss())
+    rule = fit_rule(rule_samples)
+    if profile_rule is not None and (rule is None or rule.k < PROFILE_RULE_UNTIL):
+        rule = profile_rule  # a few crops say less than the user's own words
     return UserModel(
         z=(z0 + offset).detach().numpy().astype(np.float32),
         adapter=adapter.detach().numpy().astype(np.float32),
@@ -829,4 +837,5 @@ def _finetune(
             # would feed pic's choices back): the scorer's floor on crop size (model.min_area)
             "min_crop_area": round(min((ex.crop.area for ex in examples if ex.weight >= 1.0), default=1.0), 4),
         },
+        rule=rule,
     )

@@ -55,10 +55,13 @@ def test_profile_set_show_unset(pic: click.Group, catalog_path: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     assert "ratio = 4:5" in r.output and "not used by the model" in r.output
+    # What the profile says becomes a framing rule the user can read back.
+    assert "framing habit: 4:5 (turned with the photo); room around the subject 1.30x" in r.output
     r = runner.invoke(pic, ["profile", "--user", "me", "--unset", "genre", "--json", "--catalog", str(catalog_path)])
     data = json.loads(r.output)
     assert data["attributes"] == {"ratio": "4:5", "framing": "tight"}
     assert data["ignored_by_model"] == []
+    assert data["framing_habit"].endswith("from your profile")
     r = runner.invoke(pic, ["profile", "--user", "me", "--set", "oops", "--catalog", str(catalog_path)])
     assert r.exit_code == 2
 
@@ -83,6 +86,7 @@ def test_learn_versions_and_rollback(pic: click.Group, tmp_path: Path, catalog_p
     assert r.exit_code == 0, r.output
     first = json.loads(r.output.strip().splitlines()[-1])
     assert first["added"] == 4 and first["k"] == 4 and first["version"] == 1
+    assert "fits your 4 crops" in first["framing_habit"]
     # Same crops again: nothing new, but a new version is fitted (idempotent crops).
     r = runner.invoke(pic, ["learn", "--user", "me", "--crops", str(crops), "--json", "--catalog", str(catalog_path)])
     assert json.loads(r.output.strip().splitlines()[-1])["added"] == 0
@@ -90,7 +94,7 @@ def test_learn_versions_and_rollback(pic: click.Group, tmp_path: Path, catalog_p
     versions = json.loads(r.output)
     assert [v["version"] for v in versions] == [1, 2] and versions[1]["active"]
     r = runner.invoke(pic, ["model", "--user", "me", "--rollback", "--catalog", str(catalog_path)])
-    assert r.exit_code == 0 and "* v1" in r.output
+    assert r.exit_code == 0 and "* v1" in r.output and "framing habit (active):" in r.output
     with Catalog(catalog_path) as cat:
         assert cat.active_model("me")[0] == 1  # type: ignore[index]
         assert len(cat.user_crops("me")) == 4

@@ -1,0 +1,175 @@
+"""The user's framing habit as an explicit rule: fitting it to crops, applying it, and the scorer's anchor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_model_features import synthetic_analysis
+
+from pic_plugin import candidate_features as cf
+from pic_plugin import model as M
+from pic_plugin.faces import Face
+from pic_plugin.framing_rule import FramingRule, RuleSample, fit_rule, rule_from_attributes
+from pic_plugin.geometry import FREE, Box, iou, parse_ratio
+from pic_plugin.personas import Persona
+from pic_plugin.suggest import suggest
+from pic_plugin.training import UserExample, finetune
+
+
+def _photos(n: int, seed: int = 0) -> list[tuple[Box, tuple[int, int]]]:
+    """Random subjects on landscape and portrait photos."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        size = (4000, 3000) if i % 3 else (3000, 4000)  # 4:3: a 3:2 habit is not the original ratio
+        w, h = rng.uniform(0.1, 0.35, 2)
+        x, y = rng.uniform(0.1, 0.9 - w), rng.uniform(0.1, 0.9 - h)
+        out.append((Box(x, y, x + w, y + h), size))
+    return out
+
+
+def _samples(persona: Persona, n: int = 24, seed: int = 0) -> list[RuleSample]:
+    return [RuleSample(tuple(s), size, persona.crop(s, size, f"p{i}")) for i, (s, size) in enumerate(_photos(n, seed))]
+
+
+def _held_out_iou(rule: FramingRule, persona: Persona) -> float:
+    test = _samples(persona, 20, seed=99)
+    return float(np.mean([iou(rule.box(s.subject, s.size), s.crop) for s in test]))
+
+
+def test_a_subject_framer_is_recovered() -> None:
+    persona = Persona("p", ratio="4:5", follow_orientation=False, habit=1.0, margin=1.6, ax=1 / 3, ay=0.45, jitter=0.0)
+    rule = fit_rule(_samples(persona))
+    assert rule is not None
+    assert (rule.kind, rule.ratio, rule.follow) == ("subject", "4:5", False)
+    assert rule.sx == pytest.approx(1.6, rel=0.08) and rule.sx == rule.sy
+    assert rule.ax == pytest.approx(1 / 3, abs=0.04) and rule.ay == pytest.approx(0.45, abs=0.04)
+    assert rule.fit > 0.95 and rule.k == 24
+    assert _held_out_iou(rule, persona) > 0.95  # new photos, not only the fitted ones
+    assert "4:5" in rule.describe() and "left third" in rule.describe()
+
+
+def test_a_ratio_that_turns_with_the_photo() -> None:
+    persona = Persona("p", ratio="3:2", follow_orientation=True, habit=1.0, margin=2.0, jitter=0.01)
+    rule = fit_rule(_samples(persona))
+    assert rule is not None and (rule.ratio, rule.follow) == ("3:2", True)
+    portrait = rule.box((0.4, 0.4, 0.6, 0.6), (4000, 6000))
+    assert portrait.pixel_aspect((4000, 6000)) == pytest.approx(2 / 3, rel=0.01)
+
+
+def test_a_frame_trimmer_is_recovered() -> None:
+    persona = Persona("p", ratio="original", kind="frame", frame_scale=0.85, ax=0.5, ay=0.6, habit=1.0, jitter=0.0)
+    rule = fit_rule(_samples(persona))
+    assert rule is not None and rule.kind == "frame"
+    assert rule.sx == pytest.approx(0.85, abs=0.03)
+    assert _held_out_iou(rule, persona) > 0.95
+
+
+def test_a_free_form_cropper_gets_a_free_form_rule() -> None:
+    """No fixed ratio: the subject with 1.3x room across and 2x room up and down, whatever the photo."""
+    samples = []
+    for s, size in _photos(24):
+        cx, cy = s.center
+        bw, bh = min(1.0, s.width * 1.3), min(1.0, s.height * 2.0)
+        crop = Box(cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2).clamped()
+        samples.append(RuleSample(tuple(s), size, crop))
+    rule = fit_rule(samples)
+    assert rule is not None and (rule.kind, rule.ratio) == ("subject", "free")
+    assert rule.sx == pytest.approx(1.3, rel=0.1) and rule.sy == pytest.approx(2.0, rel=0.1)
+    # Asked for a fixed ratio, the free-form habit keeps its area and centre in that ratio.
+    box = rule.box((0.4, 0.3, 0.6, 0.5), (6000, 4000), parse_ratio("1:1"))
+    assert box.pixel_aspect((6000, 4000)) == pytest.approx(1.0, rel=0.01)
+
+
+def test_a_requested_ratio_overrides_the_rules_own() -> None:
+    rule = FramingRule("subject", "4:5", False, 1.6, 1.6, 0.5, 0.5, fit=0.9, k=10)
+    size = (6000, 4000)
+    assert rule.box((0.4, 0.4, 0.6, 0.6), size).pixel_aspect(size) == pytest.approx(0.8, rel=0.01)
+    assert rule.box((0.4, 0.4, 0.6, 0.6), size, parse_ratio("16:9")).pixel_aspect(size) == pytest.approx(16 / 9, rel=0.01)
+    assert rule.box((0.4, 0.4, 0.6, 0.6), size, FREE).pixel_aspect(size) == pytest.approx(0.8, rel=0.01)
+
+
+def test_weights_and_empty_input() -> None:
+    assert fit_rule([]) is None
+    persona = Persona("p", ratio="1:1", habit=1.0, margin=1.4, jitter=0.0)
+    good = _samples(persona, 12)
+    ignored = [RuleSample(s.subject, s.size, Box(0.0, 0.0, 0.2, 0.9), weight=0.0) for s in _samples(persona, 12, 5)]
+    rule = fit_rule(good + ignored)
+    assert rule is not None and rule.k == 12 and rule.ratio == "1:1"
+
+
+def test_serialization_and_user_models_without_a_rule() -> None:
+    rule = FramingRule("frame", "3:2", True, 0.9, 0.9, 0.5, 0.55, fit=0.91, k=12)
+    assert FramingRule.from_dict(rule.to_dict()) == rule
+    with pytest.raises(ValueError):
+        FramingRule.from_dict({"kind": "nonsense", "ratio": "4:5", "sx": 1, "sy": 1, "ax": 0.5, "ay": 0.5})
+    um = M.UserModel(np.zeros(M.Z_DIM, dtype=np.float32), np.zeros(cf.GEOMETRY_DIM, dtype=np.float32), k=12, rule=rule)
+    assert M.UserModel.from_bytes(um.to_bytes()).rule == rule
+    # A version stored before rules existed loads with no rule.
+    old = M.UserModel(np.zeros(M.Z_DIM, dtype=np.float32), np.zeros(cf.GEOMETRY_DIM, dtype=np.float32))
+    assert M.UserModel.from_bytes(old.to_bytes().replace(b', "rule": null', b"")).rule is None
+
+
+@pytest.fixture
+def net() -> M.PicNet:
+    torch.manual_seed(0)
+    n = M.PicNet()
+    n.eval()
+    return n
+
+
+def test_the_users_rule_steers_the_suggestion(net: M.PicNet) -> None:
+    a = synthetic_analysis(subject_box=(0.25, 0.25, 0.5, 0.75))
+    user = M.prior_user(net)
+    scorer = M.PicScorer(net, user)
+    assert scorer.anchor(a, FREE) is None  # no crops, no profile, no ratio: the prior alone
+    generic = scorer.anchor(a, parse_ratio("4:5"))  # a ratio asked by nobody in particular: the generic rule
+    assert generic is not None and generic.weight == M.GENERIC_RULE_WEIGHT
+    assert generic.box.pixel_aspect(a.size) == pytest.approx(0.8, rel=0.01)
+    user.rule = FramingRule("subject", "1:1", True, 1.3, 1.3, 0.5, 0.5, fit=0.95, k=20)
+    anchor = scorer.anchor(a, FREE)
+    assert anchor is not None and anchor.weight == pytest.approx(M.RULE_WEIGHT * 20 / 22)
+    crop = suggest(a, scorer, FREE, top_k=1).crop
+    assert iou(crop, anchor.box) > 0.9, (crop, anchor.box)
+    # Asked for 16:9, the rule frames the same subject in 16:9.
+    wide = suggest(a, scorer, parse_ratio("16:9"), top_k=1).crop
+    assert wide.pixel_aspect(a.size) == pytest.approx(16 / 9, rel=0.02)
+    assert iou(wide, scorer.anchor(a, parse_ratio("16:9")).box) > 0.9  # type: ignore[union-attr]
+
+
+def test_a_rule_never_buys_a_cut_face(net: M.PicNet) -> None:
+    """The rule's own crop would cut a face at its left edge: the suggestion keeps the face whole instead."""
+    rule = FramingRule("subject", "1:1", True, 1.1, 1.1, 0.5, 0.5, fit=0.95, k=50)
+    subject = (0.4, 0.3, 0.6, 0.7)
+    a = synthetic_analysis(subject_box=subject)
+    user = M.prior_user(net)
+    user.rule = rule
+    scorer = M.PicScorer(net, user)
+    rule_box = scorer.anchor(a, FREE).box  # type: ignore[union-attr]
+    face = Face(Box(rule_box.left - 0.03, 0.35, rule_box.left + 0.03, 0.45), 0.95)
+    a.faces.append(face)
+    crop = suggest(a, scorer, FREE, top_k=1).crop
+    assert M.face_risk(a, np.asarray([tuple(crop)])).item() == 0, crop
+
+
+def test_a_profile_describes_a_rule() -> None:
+    rule = rule_from_attributes({"ratio": "4:5", "framing": "tight", "placement": "high-left", "genre": "birds"})
+    assert rule is not None and rule.source == "profile"
+    assert (rule.kind, rule.ratio, rule.follow, rule.sx, rule.ax, rule.ay) == ("subject", "4:5", True, 1.3, 0.36, 0.4)
+    assert rule_from_attributes({"ratio": "4:5", "orientation": "fixed"}).follow is False  # type: ignore[union-attr]
+    assert rule_from_attributes({"ratio": "7:3"}).ratio == "original"  # type: ignore[union-attr]
+    assert rule_from_attributes({"genre": "birds"}) is None and rule_from_attributes(None) is None
+    assert "from your profile" in rule.describe()
+
+
+def test_the_profile_rule_holds_until_there_are_enough_crops(net: M.PicNet) -> None:
+    attributes = {"ratio": "1:1", "framing": "loose"}
+    assert M.prior_user(net, attributes).rule == rule_from_attributes(attributes)
+    a = synthetic_analysis()
+    crop = Box(0.1, 0.1, 0.6, 0.9)
+    few = finetune(net, [UserExample(a, crop)] * (M.PROFILE_RULE_UNTIL - 1), attributes)
+    assert few.rule is not None and few.rule.source == "profile"
+    many = finetune(net, [UserExample(a, crop)] * M.PROFILE_RULE_UNTIL, attributes)
+    assert many.rule is not None and many.rule.source == "crops" and many.rule.k == M.PROFILE_RULE_UNTIL
+    assert iou(many.rule.box(M.PicScorer(net, many).context(a).subject.box, a.size), crop) > 0.8
