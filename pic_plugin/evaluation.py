@@ -284,7 +284,16 @@ def run_protocol(
     baselines = [b for b in baselines if b in ("centre", "user-mean") or available.get(b)]
     bcache = BaselineCache()
     methods = (
-        "centre", "smartcrop", "libvips", "user-mean", "composition", "prior", "prior+attributes", "pic", "oracle-rule"
+        "centre",
+        "smartcrop",
+        "libvips",
+        "user-mean",
+        "composition",
+        "prior",
+        "prior+attributes",
+        "rule",
+        "pic",
+        "oracle-rule",
     )
     composition = CompositionScorer()
     tallies: dict[str, dict[str, dict[int, Tally]]] = {s: {m: {} for m in methods} for s in settings}
@@ -356,6 +365,10 @@ def run_protocol(
                         continue
                     um = user_mean_geometry(support[k], size, ratio if setting == "ratio" else None)
                     t["user-mean"].setdefault(k, Tally()).add(um, ref, subject, faces)
+                    rule = users[k].rule
+                    if rule is not None:  # the fitted framing rule alone, without the network
+                        rule_box = rule.box(predicted_subject, size, ratio)
+                        t["rule"].setdefault(k, Tally()).add(rule_box, ref, subject, faces)
                     box = _suggest(net, users[k], ep.analysis, ratio, cache)
                     t["pic"].setdefault(k, Tally()).add(box, ref, subject, faces)
                     mine[k] = mine.get(k, 0.0) + iou(box, ref)
@@ -518,6 +531,7 @@ METHOD_LABELS = {
     "composition": "composition scorer (pic's explicit baseline)",
     "prior": "generic prior",
     "prior+attributes": "prior + profile attributes",
+    "rule": "the user's framing rule fitted by pic, alone (no network)",
     "pic": "pic (k=0: prior; k>0: personalized)",
     "oracle-rule": "reference: the user's exact rule on pic's predicted subject",
 }

@@ -134,7 +134,16 @@ def timing_report(net: Any, photos: list[ev.EvalPhoto]) -> dict[str, float]:
 
 
 METHOD_ORDER = (
-    "centre", "smartcrop", "libvips", "user-mean", "composition", "prior", "prior+attributes", "pic", "oracle-rule"
+    "centre",
+    "smartcrop",
+    "libvips",
+    "user-mean",
+    "composition",
+    "prior",
+    "prior+attributes",
+    "rule",
+    "pic",
+    "oracle-rule",
 )
 
 
