@@ -85,7 +85,7 @@ class FramingRule:
         ratio = {"free": "free-form crops", "original": "the photo's own ratio"}.get(self.ratio, self.ratio)
         if self.ratio not in ("free", "original", "1:1"):
             ratio += " (turned with the photo)" if self.follow else " (as written)"
-        where = _placement_words(self.ax, self.ay)
+        where = _frame_words(self.ax, self.ay) if self.kind == "frame" else _placement_words(self.ax, self.ay)
         basis = "from your profile" if self.source == "profile" else f"fits your {self.k} crops at mean IoU {self.fit:.2f}"
         if self.kind == "frame":
             keep = f"keeps {100 * self.sx:.0f}% x {100 * self.sy:.0f}% of the frame"
@@ -373,6 +373,16 @@ def box_ious(boxes: np.ndarray, box: Box) -> np.ndarray:
     """IoU of each normalized box (N x 4) with ``box``."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     return _iou((b[:, 0], b[:, 1], b[:, 2], b[:, 3]), np.asarray(tuple(box), dtype=np.float64))
+
+
+def _frame_words(ax: float, ay: float) -> str:
+    """Where a frame trimmer's crop sits in the frame."""
+    parts = []
+    if abs(ax - 0.5) >= 0.06:
+        parts.append("towards the left" if ax < 0.5 else "towards the right")
+    if abs(ay - 0.5) >= 0.06:
+        parts.append("towards the top" if ay < 0.5 else "towards the bottom")
+    return " and ".join(parts) if parts else "centred"
 
 
 def _placement_words(ax: float, ay: float) -> str:

@@ -64,6 +64,7 @@ def test_a_frame_trimmer_is_recovered() -> None:
     assert rule is not None and rule.kind == "frame"
     assert rule.sx == pytest.approx(0.85, abs=0.03)
     assert _held_out_iou(rule, persona) > 0.95
+    assert "keeps 85% x 85% of the frame, towards the bottom" in rule.describe()
 
 
 def test_a_free_form_cropper_gets_a_free_form_rule() -> None:
