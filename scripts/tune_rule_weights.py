@@ -5,7 +5,7 @@
 Runs on the *validation fold* of the training photos only (``training.validation_fold``, with their out-of-fold
 subject maps, as prior training sees them), never on the test split the README reports. Simulated users: 12 of the
 DESIGN family and 12 of the broader family, seeds distinct from training and evaluation. Prints mean IoU for each
-weight tried. About 25 minutes on 2 cores with the feature cache warm (``--users 6``: a few minutes).
+weight tried. About 8 minutes on 2 cores with the feature cache warm.
 
     python scripts/tune_rule_weights.py [--users 24]
 """
