@@ -215,6 +215,13 @@ def fit_rule(samples: Sequence[RuleSample]) -> FramingRule | None:
             loo -= FREE_FORM_PENALTY if ratio == "free" else 0.0
             if best is None or loo > best[0]:
                 best = (loo, rule)
+        if ratio != "free":
+            # The generic framing in this ratio has nothing to fit: its mean IoU is already a held-out number.
+            g = GENERIC_RULE
+            per = _sample_ious("subject", subj, sizes, aspects, crops, (np.array(g.sx), np.array(g.sy), np.array(g.ax), np.array(g.ay)))
+            value = float(w @ per[:, 0])
+            if value > best[0]:
+                best = (value, FramingRule("subject", ratio, follow, g.sx, g.sy, g.ax, g.ay, fit=value, k=len(samples)))
     assert best is not None
     return best[1]
 

@@ -10,7 +10,7 @@ from test_model_features import synthetic_analysis
 from pic_plugin import candidate_features as cf
 from pic_plugin import model as M
 from pic_plugin.faces import Face
-from pic_plugin.framing_rule import FramingRule, RuleSample, fit_rule, rule_from_attributes
+from pic_plugin.framing_rule import GENERIC_RULE, FramingRule, RuleSample, fit_rule, rule_from_attributes
 from pic_plugin.geometry import FREE, Box, iou, parse_ratio
 from pic_plugin.personas import Persona
 from pic_plugin.suggest import suggest
@@ -48,6 +48,16 @@ def test_a_subject_framer_is_recovered() -> None:
     assert rule.fit > 0.95 and rule.k == 24
     assert _held_out_iou(rule, persona) > 0.95  # new photos, not only the fitted ones
     assert "4:5" in rule.describe() and "left third" in rule.describe()
+
+
+def test_noisy_crops_that_the_generic_framing_explains_get_the_generic_framing() -> None:
+    """Crops that scatter around the generic framing (largest box of the ratio slid onto the subject): a fitted
+    margin or placement would only fit the noise, so the rule keeps the generic numbers in the user's ratio."""
+    g = GENERIC_RULE
+    persona = Persona("p", ratio="16:9", follow_orientation=False, habit=1.0, margin=g.sx, ax=g.ax, ay=g.ay, jitter=0.03)
+    rule = fit_rule(_samples(persona, 6))  # without the generic option: margin 1.90, placement (0.45, 0.475)
+    assert rule is not None and (rule.kind, rule.ratio) == ("subject", "16:9")
+    assert (rule.sx, rule.ax, rule.ay) == (g.sx, g.ax, g.ay)
 
 
 def test_a_ratio_that_turns_with_the_photo() -> None:
