@@ -46,13 +46,23 @@ def pic_version(catalog: Any = None, user: str | None = None) -> str:
     version = prior_version()
     if catalog is None or not user:
         return version
+    tag = profile_tag((catalog.user(user) or {}).get("attributes"))
     active = catalog.active_model(user)
     if active is None:
-        return version
+        return version + tag
     number, data = active
     try:
         stored = json.loads(bytes(data).decode())
         usable = stored.get("format") == USER_FORMAT and str(stored.get("prior", "")) == version
     except (ValueError, UnicodeDecodeError, AttributeError):
         usable = False  # unreadable: the scorer falls back to the prior too
-    return f"{version}+u{number}" if usable else version
+    return (f"{version}+u{number}" if usable else version) + tag
+
+
+def profile_tag(attributes: dict[str, Any] | None) -> str:
+    """``+p`` and a short hash of the user's profile attributes ("" without any): a profile edited after the last
+    fine-tune changes the suggestions (latent, framing rule), so ``pic batch`` must not take them as unchanged."""
+    if not attributes:
+        return ""
+    blob = json.dumps({str(k): str(v) for k, v in attributes.items()}, sort_keys=True)
+    return "+p" + hashlib.sha1(blob.encode()).hexdigest()[:6]

@@ -32,6 +32,7 @@ from .features import ImageAnalysis
 from .framing_rule import rule_from_attributes
 from .geometry import Box
 from .model import PROFILE_RULE_UNTIL, PicNet, PicScorer, UserModel, load_prior, prior_user
+from .model_version import profile_tag
 from .training import FinetuneConfig, UserExample, finetune
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,9 @@ def load_scorer(catalog: Catalog | None = None, user: str | None = None) -> PicS
     if catalog is None or not user:
         return PicScorer(net, prior_user(net, None, prior_version), prior_version)
     model, version = active_user_model(catalog, user, net, prior_version)
-    return PicScorer(net, model, prior_version, version)
+    scorer = PicScorer(net, model, prior_version, version)
+    scorer.version += profile_tag(model.attributes)  # same string as model_version.pic_version
+    return scorer
 
 
 def read_crop_file(path: Path) -> list[CropRecord]:

@@ -202,9 +202,18 @@ def test_the_version_without_loading_the_model_is_the_scorers_version(tmp_path) 
         cat.ensure_user("broken")
         cat.save_model("broken", b"not json", {}, note="t")
         cases.append(("unreadable model", "broken"))
+        cat.set_user_attributes("told", {"ratio": "4:5", "framing": "tight"})
+        cases.append(("a profile, no model", "told"))
+        cat.save_model("told", M.prior_user(net, None, str(meta["version"])).to_bytes(), {}, note="t")
+        cases.append(("a profile and a model", "told"))
         for label, user in cases:
             assert scorers.version("pic", catalog=cat, user=user) == scorers.load("pic", catalog=cat, user=user).version, label
         assert scorers.version("pic", catalog=cat, user="me").endswith("+u1")
+        # Editing the profile changes the suggestions (latent, framing rule): the version says so.
+        told = scorers.version("pic", catalog=cat, user="told")
+        assert "+u1+p" in told
+        cat.set_user_attributes("told", {"ratio": "1:1", "framing": "tight"})
+        assert scorers.version("pic", catalog=cat, user="told") != told
         assert scorers.version("composition") == scorers.load("composition").version
     # A weights file replaced without its info file is noticed: the version comes from the weights then.
     weights = tmp_path / "prior.pt"
