@@ -528,6 +528,26 @@ class Watcher:
                     changed = True
         if changed:
             self._save_roots()
+        self._check_model_outside()
+
+    def _check_model_outside(self) -> None:
+        """A model changed outside the daemon (``pic learn`` or ``pic model --rollback`` in a terminal, a profile
+        edited with ``pic profile``): load it and refresh the suggestions, as after our own fine-tune. The version
+        check is torch-free and cheap (``scorers.version``)."""
+        if self._scorer is None or self._finetune_future is not None:
+            return
+        old = self._scorer.version
+        try:
+            current = scorers.version(self.options.scorer, catalog=self.catalog, user=self.options.user)
+            if current == old:
+                return
+            self._scorer = scorers.load(self.options.scorer, catalog=self.catalog, user=self.options.user)
+        except Exception as exc:  # never let a check stop the daemon; the current scorer stays
+            log.debug("model version check failed: %s", exc)
+            return
+        n = self._enqueue_refresh()
+        self.state.log("info", f"model changed outside the watcher: {old} -> {self._scorer.version}")
+        log.info("model %s -> %s (changed outside the watcher): refreshing %d suggestions", old, current, n)
 
     def _save_roots(self) -> None:
         self.state.set("roots", [r.describe() for r in self.roots])

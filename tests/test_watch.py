@@ -127,6 +127,26 @@ def test_real_darktable_crop_fine_tunes_the_model_and_moves_the_other_suggestion
 
 
 @pytest.mark.slow
+def test_a_profile_edited_while_watching_moves_the_suggestions(tmp_path: Path, catalog_path: Path) -> None:
+    """``pic profile --set`` in a terminal while the daemon runs: the daemon notices the new model version,
+    reloads the real pic scorer and re-suggests in the profile's ratio (the profile's framing rule)."""
+    root = tmp_path / "photos"
+    for i in range(3):
+        _photo(root, f"p{i}.jpg", seed=60 + i, size=(480, 320))
+    names = [f"p{i}.jpg" for i in range(3)]
+    with running_watcher([root], catalog_path, fast_options()) as run:
+        wait_for(lambda: len(run.done_names()) == 3, 90, what="the initial scan")
+        with Catalog(catalog_path) as other:  # what `pic profile --set ratio=1:1 --set orientation=fixed` does
+            other.set_user_attributes("me", {"ratio": "1:1", "orientation": "fixed"})
+
+        def square(name: str) -> bool:
+            s = find_crops(root / name, 1)[0]
+            return "+p" in str(s.detail.get("model")) and abs(s.crop.pixel_aspect((480, 320)) - 1.0) < 0.02
+
+        wait_for(lambda: all(square(n) for n in names), 60, what="square suggestions from the edited profile")
+
+
+@pytest.mark.slow
 def test_burst_of_500_files_is_processed_exactly_once(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     calls: Counter[str] = Counter()
     real = watcher_mod.process_file
