@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,10 @@ RULE_RATIOS = ("original", "1:1", "4:5", "5:4", "3:2", "2:3", "4:3", "3:4", "16:
 RATIO_SHARE = 0.3
 #: Free-form rules have one parameter more than fixed-ratio ones: they must beat them by this much (held-out IoU).
 FREE_FORM_PENALTY = 0.01
+#: Separate rules for portrait and landscape photos need this many crops of each, and must beat one rule by this
+#: much held-out mean IoU.
+SPLIT_MIN_CROPS = 4
+SPLIT_GAIN = 0.01
 #: At most this many crops enter the fit (the latest ones); the fit is a grid search over each of them.
 MAX_FIT_CROPS = 300
 
@@ -58,16 +62,21 @@ class FramingRule:
     k: int = 0  # how many crops
     source: str = "crops"  # "crops": fitted by fit_rule; "profile": what the user said (rule_from_attributes);
     # "generic": GENERIC_RULE, for nobody in particular
+    portrait: FramingRule | None = None  # used on portrait photos by a user who frames those differently
 
     def aspect(self, size: tuple[int, int], ratio: Ratio | None = None) -> float | None:
         """Pixel aspect of the rule's crop on a photo of ``size``: the requested ratio when there is one, else
         the rule's own (None: free-form)."""
         if ratio is not None and not ratio.is_free:
             return ratio.value_for(size)
+        if self.portrait is not None and size[1] > size[0]:
+            return self.portrait.aspect(size, ratio)
         return rule_aspect(self.ratio, self.follow, size)
 
     def box(self, subject: Box | Sequence[float], size: tuple[int, int], ratio: Ratio | None = None) -> Box:
         """The rule's crop of a photo of ``size`` whose subject (pic's estimate) is ``subject``."""
+        if self.portrait is not None and size[1] > size[0]:
+            return self.portrait.box(subject, size, ratio)
         s = np.asarray(tuple(subject), dtype=np.float64)[None]
         sizes = np.asarray([size], dtype=np.float64)
         aspect = self.aspect(size, ratio)
@@ -82,22 +91,27 @@ class FramingRule:
         return Box(*(float(np.ravel(v)[0]) for v in out)).clamped()
 
     def describe(self) -> str:
-        """The habit in words (``pic model``)."""
+        """The habit in words (``pic learn``, ``pic model``, ``pic profile``)."""
+        basis = "from your profile" if self.source == "profile" else f"fits your {self.k} crops at mean IoU {self.fit:.2f}"
+        if self.portrait is not None:
+            return f"landscapes: {self._habit()}; portraits: {self.portrait._habit()}; {basis}"
+        return f"{self._habit()}; {basis}"
+
+    def _habit(self) -> str:
         ratio = {"free": "free-form crops", "original": "the photo's own ratio"}.get(self.ratio, self.ratio)
         if self.ratio not in ("free", "original", "1:1"):
             ratio += " (turned with the photo)" if self.follow else " (as written)"
-        where = _frame_words(self.ax, self.ay) if self.kind == "frame" else _placement_words(self.ax, self.ay)
-        basis = "from your profile" if self.source == "profile" else f"fits your {self.k} crops at mean IoU {self.fit:.2f}"
         if self.kind == "frame":
             keep = f"keeps {100 * self.sx:.0f}% x {100 * self.sy:.0f}% of the frame"
-            return f"{ratio}; {keep}, {where}; {basis}"
+            return f"{ratio}; {keep}, {_frame_words(self.ax, self.ay)}"
         room = f"{self.sx:.2f}x" if abs(self.sx - self.sy) < 1e-6 else f"{self.sx:.2f}x wide, {self.sy:.2f}x high"
-        return f"{ratio}; room around the subject {room}; subject {where}; {basis}"
+        return f"{ratio}; room around the subject {room}; subject {_placement_words(self.ax, self.ay)}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("sx", "sy", "ax", "ay", "fit"):
             d[key] = round(float(d[key]), 4)
+        d["portrait"] = self.portrait.to_dict() if self.portrait is not None else None
         return d
 
     @classmethod
@@ -121,6 +135,7 @@ class FramingRule:
             fit=float(d.get("fit", 0.0)),
             k=int(d.get("k", 0)),
             source=source,
+            portrait=cls.from_dict(d["portrait"]) if d.get("portrait") else None,
         )
 
 
@@ -180,8 +195,30 @@ class RuleSample:
 
 
 def fit_rule(samples: Sequence[RuleSample]) -> FramingRule | None:
-    """The rule that reproduces ``samples`` best (weighted mean IoU); None without usable samples."""
+    """The rule that reproduces ``samples`` best (weighted mean IoU); None without usable samples.
+
+    Photographers often frame portrait photos differently (4:5 for portraits, 16:9 for landscapes): when each
+    orientation has SPLIT_MIN_CROPS crops and two rules do better on held-out crops than one (by SPLIT_GAIN), the
+    rule carries a second one for portrait photos."""
     samples = [s for s in samples if s.weight > 0 and s.crop.area > 0][-MAX_FIT_CROPS:]
+    one = _fit(samples)
+    if one is None:
+        return None
+    portrait = [s for s in samples if s.size[1] > s.size[0]]
+    others = [s for s in samples if s.size[1] <= s.size[0]]
+    if min(len(portrait), len(others)) >= SPLIT_MIN_CROPS:
+        a, b = _fit(others), _fit(portrait)
+        assert a is not None and b is not None
+        wa, wb = sum(s.weight for s in others), sum(s.weight for s in portrait)
+        held = (wa * a[0] + wb * b[0]) / (wa + wb)
+        if held > one[0] + SPLIT_GAIN:
+            fit = (wa * a[1].fit + wb * b[1].fit) / (wa + wb)
+            return replace(a[1], fit=fit, k=len(samples), portrait=b[1])
+    return one[1]
+
+
+def _fit(samples: Sequence[RuleSample]) -> tuple[float, FramingRule] | None:
+    """The best single rule and its held-out (leave-one-out) mean IoU."""
     if not samples:
         return None
     subj = np.asarray([s.subject for s in samples], dtype=np.float64)
@@ -222,8 +259,7 @@ def fit_rule(samples: Sequence[RuleSample]) -> FramingRule | None:
             value = float(w @ per[:, 0])
             if value > best[0]:
                 best = (value, FramingRule("subject", ratio, follow, g.sx, g.sy, g.ax, g.ay, fit=value, k=len(samples)))
-    assert best is not None
-    return best[1]
+    return best
 
 
 def _leave_one_out(per: np.ndarray, w: np.ndarray, total: np.ndarray) -> float:

@@ -68,6 +68,27 @@ def test_a_ratio_that_turns_with_the_photo() -> None:
     assert portrait.pixel_aspect((4000, 6000)) == pytest.approx(2 / 3, rel=0.01)
 
 
+def test_a_different_habit_for_portrait_photos_gets_its_own_rule() -> None:
+    """4:5 with room on portrait photos, 16:9 tight on landscapes (one Persona cannot do that; two can)."""
+    tall = Persona("t", ratio="4:5", follow_orientation=False, habit=1.0, margin=1.8, jitter=0.01)
+    wide = Persona("w", ratio="16:9", follow_orientation=False, habit=1.0, margin=1.3, ay=0.45, jitter=0.01)
+    samples = [
+        RuleSample(tuple(s), size, (tall if size[1] > size[0] else wide).crop(s, size, f"p{i}"))
+        for i, (s, size) in enumerate(_photos(30))
+    ]
+    rule = fit_rule(samples)
+    assert rule is not None and rule.portrait is not None
+    assert (rule.ratio, rule.portrait.ratio) == ("16:9", "4:5") and rule.k == 30
+    assert rule.box((0.4, 0.4, 0.6, 0.6), (3000, 4000)).pixel_aspect((3000, 4000)) == pytest.approx(0.8, rel=0.01)
+    assert rule.box((0.4, 0.4, 0.6, 0.6), (4000, 3000)).pixel_aspect((4000, 3000)) == pytest.approx(16 / 9, rel=0.01)
+    assert "landscapes: 16:9" in rule.describe() and "portraits: 4:5" in rule.describe()
+    back = FramingRule.from_dict(rule.to_dict())
+    assert back.to_dict() == rule.to_dict() and back.portrait is not None
+    # One habit for both (a ratio that turns with the photo): one rule.
+    same = fit_rule(_samples(Persona("s", ratio="3:2", habit=1.0, margin=1.6, jitter=0.01), 30))
+    assert same is not None and same.portrait is None
+
+
 def test_a_frame_trimmer_is_recovered() -> None:
     persona = Persona("p", ratio="original", kind="frame", frame_scale=0.85, ax=0.5, ay=0.6, habit=1.0, jitter=0.0)
     rule = fit_rule(_samples(persona))
