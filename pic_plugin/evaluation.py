@@ -283,18 +283,7 @@ def run_protocol(
     available = baselines_available()
     baselines = [b for b in baselines if b in ("centre", "user-mean") or available.get(b)]
     bcache = BaselineCache()
-    methods = (
-        "centre",
-        "smartcrop",
-        "libvips",
-        "user-mean",
-        "composition",
-        "prior",
-        "prior+attributes",
-        "rule",
-        "pic",
-        "oracle-rule",
-    )
+    methods = tuple(METHOD_LABELS)  # every method of the report, in its order
     composition = CompositionScorer()
     tallies: dict[str, dict[str, dict[int, Tally]]] = {s: {m: {} for m in methods} for s in settings}
     iou_sums: dict[str, dict[str, dict[int, float]]] = {s: {p.name: {} for p in personas} for s in settings}

@@ -133,18 +133,7 @@ def timing_report(net: Any, photos: list[ev.EvalPhoto]) -> dict[str, float]:
     return out
 
 
-METHOD_ORDER = (
-    "centre",
-    "smartcrop",
-    "libvips",
-    "user-mean",
-    "composition",
-    "prior",
-    "prior+attributes",
-    "rule",
-    "pic",
-    "oracle-rule",
-)
+METHOD_ORDER = tuple(ev.METHOD_LABELS)
 
 
 def format_report(data: dict[str, Any], ks: tuple[int, ...]) -> str:

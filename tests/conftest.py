@@ -106,3 +106,16 @@ def photo_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def catalog_path(tmp_path: Path) -> Path:
     return tmp_path / "catalog.db"
+
+
+@pytest.fixture
+def net():  # type: ignore[no-untyped-def]
+    """A PIC network with seeded random weights: tests of the model's mechanics, independent of the shipped file."""
+    import torch
+
+    from pic_plugin.model import PicNet
+
+    torch.manual_seed(0)
+    n = PicNet()
+    n.eval()
+    return n

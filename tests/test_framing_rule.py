@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from test_model_features import synthetic_analysis
 
 from pic_plugin import candidate_features as cf
@@ -141,14 +140,6 @@ def test_serialization_and_user_models_without_a_rule() -> None:
     # A version stored before rules existed loads with no rule.
     old = M.UserModel(np.zeros(M.Z_DIM, dtype=np.float32), np.zeros(cf.GEOMETRY_DIM, dtype=np.float32))
     assert M.UserModel.from_bytes(old.to_bytes().replace(b', "rule": null', b"")).rule is None
-
-
-@pytest.fixture
-def net() -> M.PicNet:
-    torch.manual_seed(0)
-    n = M.PicNet()
-    n.eval()
-    return n
 
 
 def test_the_users_rule_steers_the_suggestion(net: M.PicNet) -> None:

@@ -16,14 +16,6 @@ from pic_plugin.geometry import FREE, Box, parse_ratio
 from pic_plugin.suggest import suggest
 
 
-@pytest.fixture
-def net() -> M.PicNet:
-    torch.manual_seed(0)
-    n = M.PicNet()
-    n.eval()
-    return n
-
-
 def test_attribute_tokens() -> None:
     ids = M.attribute_tokens({"ratio": "4:5", "framing": "Tight", "placement": "centered", "genre": "birds"})
     assert [M.VOCAB[i] for i in ids] == ["ratio=4:5", "framing=tight", "placement=centred"]
