@@ -134,10 +134,7 @@ def write_suggestion(
     the report with a ``SidecarError``-style message; the image file itself is never opened for writing.
     """
     image = Path(image)
-    wanted = tuple(dict.fromkeys(targets))
-    unknown = [t for t in wanted if t not in WRITE_TARGETS]
-    if unknown:
-        raise ValueError(f"unknown sidecar targets {unknown}; choose from {WRITE_TARGETS}")
+    wanted = _checked_targets(targets)
     if mode not in ("apply", "suggest"):
         raise ValueError(f"mode must be 'apply' or 'suggest', not {mode!r}")
     orientation = normalize_orientation(orientation)
@@ -189,24 +186,40 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
 
     try:
         _, written = _transact(path, image, edit, retries)
-        if written:
-            report.files.append(path)
-        if "pic" in wanted:
-            report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
-        if "darktable" in wanted:
-            dt = outcome.get("dt")
-            if dt is None:
-                report.results["darktable"] = TargetResult("darktable", "error", path,
-                                                           outcome.get("darktable_error", "not written"))
-            else:
-                report.results["darktable"] = TargetResult(
-                    "darktable", dt.status, path, "; ".join(dt.notes), dt.approximate)
-                if dt.status in ("written", "unchanged") and dt.num is not None and dt.params_text is not None:
-                    report.darktable_entry = (dt.num, dt.params_text)
+        _report_editor_sidecar(report, path, wanted, written, outcome.get("dt"), outcome.get("darktable_error"))
     except (SidecarError, OSError) as exc:
-        for t in ("pic", "darktable"):
-            if t in wanted:
-                report.results[t] = TargetResult(t, "error", path, _message(exc))
+        _report_editor_sidecar_error(report, path, wanted, exc)
+
+
+def _checked_targets(targets: Iterable[str]) -> tuple[str, ...]:
+    wanted = tuple(dict.fromkeys(targets))
+    unknown = [t for t in wanted if t not in WRITE_TARGETS]
+    if unknown:
+        raise ValueError(f"unknown sidecar targets {unknown}; choose from {WRITE_TARGETS}")
+    return wanted
+
+
+def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, ...], written: bool,
+                           dt: DarktableWrite | None, darktable_error: str | None = None) -> None:
+    """The results of one read-modify-write of ``IMG.ext.xmp`` (pic record + darktable entry), into ``report``."""
+    if written:
+        report.files.append(path)
+    if "pic" in wanted:
+        report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
+    if "darktable" in wanted:
+        if dt is None:
+            report.results["darktable"] = TargetResult("darktable", "error", path, darktable_error or "not written")
+        else:
+            report.results["darktable"] = TargetResult(
+                "darktable", dt.status, path, "; ".join(dt.notes), dt.approximate)
+            if dt.status in ("written", "unchanged") and dt.num is not None and dt.params_text is not None:
+                report.darktable_entry = (dt.num, dt.params_text)
+
+
+def _report_editor_sidecar_error(report: WriteReport, path: Path, wanted: tuple[str, ...], exc: Exception) -> None:
+    for t in ("pic", "darktable"):
+        if t in wanted:
+            report.results[t] = TargetResult(t, "error", path, _message(exc))
 
 
 def _write_crs(image: Path, suggestion: Suggestion, orientation: int, mode: str, force: bool, retries: int,

@@ -24,7 +24,19 @@ from typing import Any
 from ..errors import SidecarError
 from ..geometry import Box
 from ..orientation import normalize_orientation
-from . import WRITE_TARGETS, TargetResult, WriteReport, _image_name, _message, _transact, crs, darktable, picns
+from . import (
+    TargetResult,
+    WriteReport,
+    _checked_targets,
+    _image_name,
+    _message,
+    _report_editor_sidecar,
+    _report_editor_sidecar_error,
+    _transact,
+    crs,
+    darktable,
+    picns,
+)
 from .darktable import DarktableWrite
 from .xmp import XmpDocument
 
@@ -44,10 +56,7 @@ def write_user_crop(
 ) -> WriteReport:
     """Write ``crop`` (pic's displayed frame; ``size`` = displayed pixels) as the user's own crop of ``image``."""
     image = Path(image)
-    wanted = tuple(dict.fromkeys(targets))
-    unknown = [t for t in wanted if t not in WRITE_TARGETS]
-    if unknown:
-        raise ValueError(f"unknown sidecar targets {unknown}; choose from {WRITE_TARGETS}")
+    wanted = _checked_targets(targets)
     if not crop.is_valid():
         raise ValueError(f"invalid crop {tuple(crop)}")
     orientation = normalize_orientation(orientation)
@@ -101,20 +110,10 @@ def write_user_crop(
 
         try:
             _, written = _transact(path, image, edit, retries)
-            if written:
-                report.files.append(path)
-            dt = outcome.get("dt")
-            if "pic" in wanted:
-                report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
-            if "darktable" in wanted and dt is not None:
-                report.results["darktable"] = TargetResult("darktable", dt.status, path, "; ".join(dt.notes),
-                                                           dt.approximate)
-                if dt.status in ("written", "unchanged") and dt.num is not None and dt.params_text is not None:
-                    report.darktable_entry = (dt.num, dt.params_text)
+            # write_crop raises rather than returning None, so a wanted darktable target always has an outcome
+            _report_editor_sidecar(report, path, wanted, written, outcome.get("dt"))
         except (SidecarError, OSError) as exc:
-            for t in ("pic", "darktable"):
-                if t in wanted:
-                    report.results[t] = TargetResult(t, "error", path, _message(exc))
+            _report_editor_sidecar_error(report, path, wanted, exc)
     return report
 
 
