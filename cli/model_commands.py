@@ -344,15 +344,15 @@ def _habit(catalog: Any, user: str) -> str | None:
     """The user's framing habit in words: the active model's rule, else what their profile says. Reads the
     stored JSON directly, so listing does not load torch."""
     from pic_plugin.framing_rule import FramingRule, rule_from_attributes
+    from pic_plugin.model_version import active_user_record
 
-    active = catalog.active_model(user)
-    if active is not None:
+    active = active_user_record(catalog, user)
+    stored = active[1] if active is not None else None
+    if stored and stored.get("rule"):
         try:
-            stored = json.loads(bytes(active[1]).decode()).get("rule")
-            if stored:
-                return FramingRule.from_dict(stored).describe()
+            return FramingRule.from_dict(stored["rule"]).describe()
         except (ValueError, KeyError, TypeError, AttributeError):
-            pass
+            pass  # not a rule this version understands: say what the profile says
     rule = rule_from_attributes((catalog.user(user) or {}).get("attributes", {}))
     return rule.describe() if rule is not None else None
 

@@ -47,16 +47,27 @@ def pic_version(catalog: Any = None, user: str | None = None) -> str:
     if catalog is None or not user:
         return version
     tag = profile_tag((catalog.user(user) or {}).get("attributes"))
-    active = catalog.active_model(user)
+    active = active_user_record(catalog, user)
     if active is None:
         return version + tag
+    number, stored = active
+    # unreadable: the scorer falls back to the prior too
+    usable = stored is not None and stored.get("format") == USER_FORMAT and str(stored.get("prior", "")) == version
+    return (f"{version}+u{number}" if usable else version) + tag
+
+
+def active_user_record(catalog: Any, user: str) -> tuple[int, dict[str, Any] | None] | None:
+    """The user's active model version and its stored JSON (None where unreadable), without torch; None when
+    the user has no active model."""
+    active = catalog.active_model(user)
+    if active is None:
+        return None
     number, data = active
     try:
         stored = json.loads(bytes(data).decode())
-        usable = stored.get("format") == USER_FORMAT and str(stored.get("prior", "")) == version
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        usable = False  # unreadable: the scorer falls back to the prior too
-    return (f"{version}+u{number}" if usable else version) + tag
+    except (ValueError, UnicodeDecodeError):
+        return number, None
+    return number, stored if isinstance(stored, dict) else None
 
 
 def profile_tag(attributes: dict[str, Any] | None) -> str:
