@@ -12,7 +12,9 @@
     * learn from selected
                        send the crops you made on the selected images to `pic learn` so pic learns your style
 
-  Every action has a shortcut (preferences > shortcuts > lua), plus "pic: crop the image in darkroom".
+  Every action has a shortcut (preferences > shortcuts > lua), plus "pic: crop the image in darkroom". In the
+  darkroom, pic steps out to the lighttable for a moment to change the history and opens the image again:
+  changing the open image's history from Lua (which runs off darktable's GUI thread) crashed darktable 4.2.
   Work runs as a background job with darktable's progress bar and a cancel button; problems show as toasts.
 
   INSTALLATION
@@ -422,11 +424,42 @@ local function snapshot(images, snaps_dir, token)
   end
 end
 
+-- darktable's Lua runs off the GUI thread, and changing the history of the image open in the darkroom makes
+-- darktable reload the darkroom's modules from that thread: in our tests that corrupted darktable's memory and crashed
+-- it ("realloc(): invalid next size"). View switches are handed to the GUI thread, so in the darkroom pic steps out to
+-- the lighttable (where leaving has saved the darkroom's history), does FN there, and opens the image again.
+local function show_view(view)
+  dt.gui.current_view(view)
+  local n = 0
+  while dt.gui.current_view().id ~= view.id and n < 200 do dt.control.sleep(100) n = n + 1 end
+  return dt.gui.current_view().id == view.id
+end
+
+local function outside_darkroom(fn)
+  if dt.gui.current_view().id ~= dt.gui.views.darkroom.id then return fn() end
+  local open, selection = dt.gui.action_images[1], dt.gui.selection()
+  if not show_view(dt.gui.views.lighttable) then
+    local summary = { done = 0, failed = 0, text = _("pic: could not leave the darkroom to change the history") }
+    fail(summary.text:sub(6))
+    return summary
+  end
+  local summary = fn()
+  if open then
+    dt.gui.selection({ open })  -- the darkroom opens the selected image (or the one under the pointer)
+    show_view(dt.gui.views.darkroom)
+    dt.gui.selection(selection)
+    local now = dt.gui.action_images[1]
+    if summary and summary.text and not (now and now.id == open.id) then
+      summary.text = summary.text .. string.format(_("; open %s again to see it"), open.filename)
+    end
+  end
+  return summary
+end
+
 -- append pic's crop to each image's history; remember how to undo it
-function pic.apply(images)
-  if not begin(images, _("applying...")) then return nil end
+local function apply_crops(images)
   local work = start_work("apply", paths_of(images))
-  if not work then return pic.last end
+  if not work then return { action = "apply", done = 0, kept = 0, failed = #images, text = "pic: " .. pic.last.error } end
   local snaps = work.list .. ".snaps"
   snapshot(images, snaps, work.list:match("([%w_]+)$") or "x")
   local args = "dtstyle --files-from " .. sq(work.list) .. " --out " .. sq(work.dir) .. " --snapshots " .. sq(snaps)
@@ -499,20 +532,20 @@ function pic.apply(images)
       summary.text = summary.text .. string.format(_(", %d failed"), summary.failed)
     end
   end
-  toast(summary.text)
   cleanup_files(work)
+  return summary
+end
+
+function pic.apply(images)
+  if not begin(images, _("applying...")) then return nil end
+  local summary = outside_darkroom(function() return apply_crops(images) end)
+  toast(summary.text)
   finish(summary)
   return summary
 end
 
 -- put back the crop each image had before the last apply (appends, like the apply itself)
-function pic.undo()
-  local last = pic.last_apply
-  if not last then
-    toast(_("pic: nothing to undo"))
-    return nil
-  end
-  if not begin({ true }, _("undoing...")) then return nil end
+local function undo_crops(last)
   local summary = { action = "undo", done = 0, failed = 0 }
   local applied_tag = tag("pic|applied")
   for _i, item in ipairs(last.items) do
@@ -528,6 +561,17 @@ function pic.undo()
   remove_work(last.work)
   pic.last_apply = nil
   summary.text = string.format(_("pic: crop undone on %d image(s)"), summary.done)
+  return summary
+end
+
+function pic.undo()
+  local last = pic.last_apply
+  if not last then
+    toast(_("pic: nothing to undo"))
+    return nil
+  end
+  if not begin({ true }, _("undoing...")) then return nil end
+  local summary = outside_darkroom(function() return undo_crops(last) end)
   toast(summary.text)
   finish(summary)
   return summary
