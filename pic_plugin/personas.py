@@ -227,6 +227,20 @@ def check_personas() -> list[Persona]:
     ]
 
 
+def tuning_personas() -> list[Persona]:
+    """Hand-made users unlike the DESIGN family, for choosing weights on the validation fold
+    (``scripts/tune_rule_weights.py``): other habits than ``check_personas``, so that check stays unseen."""
+    return [
+        Persona("tight-portrait", ratio="4:5", follow_orientation=True, margin=1.15, ax=0.5, ay=0.45, seed=11),
+        Persona("wide-loose", ratio="16:9", follow_orientation=False, margin=2.6, ax=0.5, ay=0.5, seed=12),
+        Persona("low-horizon", ratio="3:2", follow_orientation=True, margin=2.0, ax=0.5, ay=0.62, seed=13),
+        Persona("heavy-trimmer", ratio="original", kind="frame", frame_scale=0.75, ax=0.5, ay=0.5, seed=14),
+        Persona("square-left", ratio="1:1", margin=1.4, ax=0.38, ay=0.5, seed=15),
+        Persona("cinema-trimmer", ratio="16:9", follow_orientation=False, kind="frame", frame_scale=0.95, ax=0.5,
+                ay=0.45, seed=16),
+    ]
+
+
 def pairwise_agreement(personas: list[Persona], photos: list[tuple[str, Box, tuple[int, int]]]) -> float:
     """Mean IoU between two different personas' crops of the same photo (FLMS workers: 0.618)."""
     values = []
