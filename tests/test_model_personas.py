@@ -16,6 +16,7 @@ from pic_plugin.personas import (
     design_family,
     pairwise_agreement,
     placement_name,
+    tuning_personas,
 )
 
 SIZE = (600, 400)
@@ -117,6 +118,16 @@ def test_check_personas_are_outside_the_design_family() -> None:
         if p.kind == "frame" or not (1.15 <= p.margin <= 2.5) or not (0.35 <= p.ay <= 0.6):
             outside += 1
     assert outside >= 3
+
+
+def test_the_tuning_users_are_not_the_reported_outside_users() -> None:
+    """The rule weights are tuned with tuning_personas; the README reports check_personas as unseen users."""
+    checks, tuning = check_personas(), tuning_personas()
+    assert not {p.name for p in checks} & {p.name for p in tuning}
+    habit = lambda p: (p.ratio, p.kind, round(p.margin, 2), round(p.frame_scale, 2), round(p.ax, 2), round(p.ay, 2))  # noqa: E731
+    assert not {habit(p) for p in checks} & {habit(p) for p in tuning}
+    crops = [[clean(p).crop(SUBJECT, SIZE, "k") for p in group] for group in (checks, tuning)]
+    assert all(max(iou(t, c) for c in crops[0]) < 0.97 for t in crops[1])  # no tuning user crops like a checked one
 
 
 def test_placement_names() -> None:
