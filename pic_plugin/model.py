@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import candidate_features as cf
+from .composition import STAT_NAMES
 from .features import FEATURE_CHANNELS, ImageAnalysis
 from .framing_rule import GENERIC_RULE, FramingRule, rule_from_attributes
 from .geometry import Ratio
@@ -57,6 +58,13 @@ RULE_K0 = 2.0
 PROFILE_RULE_WEIGHT = 7.5
 PROFILE_RULE_UNTIL = 5
 GENERIC_RULE_WEIGHT = 2.0
+#: The generic prior (nobody pic knows: no crops, no profile rule) keeps the subject: a candidate that leaves out
+#: more than 1 - SUBJECT_KEEP of the subject map's mass loses SUBJECT_KEEP_PENALTY x the shortfall. A photographer
+#: who has taught pic nothing should not get a cut subject; one who crops tighter teaches it. Chosen on the
+#: validation fold (``scripts/tune_rule_weights.py``, README).
+SUBJECT_KEEP = 0.97
+SUBJECT_KEEP_PENALTY = 5.0
+_KEEP = STAT_NAMES.index("keep")
 #: A crop whose edge passes this close to a face (normalized units) also counts as cutting it: the exact-ratio
 #: snapping after the choice (``geometry.snap_to_ratio``) can move an edge by a pixel or two on small images.
 FACE_MARGIN = 0.01
@@ -293,11 +301,14 @@ class PicScorer:
         # 4:5 crop of a 30:1 panorama can never reach the floor, so there the floor is half of that largest box.
         q = bw / bh
         too_small = bw * bh < np.minimum(min_area(um), 0.5 * np.minimum(q, 1 / q))
-        return (
+        scores = (
             score_features(self.net, feats, um)
             - FACE_CUT_PENALTY * face_risk(analysis, boxes)
             - TOO_SMALL_PENALTY * too_small
         )
+        if um.rule is None and um.k == 0:  # the generic prior
+            scores -= SUBJECT_KEEP_PENALTY * np.maximum(0.0, SUBJECT_KEEP - feats.stats[:, _KEEP])
+        return scores
 
     def anchor(self, analysis: ImageAnalysis, ratio: Ratio, user: Any = None) -> Anchor | None:
         """The crop the user's framing rule makes of this photo, for ``suggest`` (None: no rule yet)."""

@@ -15,6 +15,10 @@ from typing import Any
 
 PRIOR_FILE = Path(__file__).parent / "data" / "pic_prior.pt"
 USER_FORMAT = "pic-user-1"  # the catalog's serialization of one user's model (``model.UserModel``)
+#: How the scorer turns the weights into crops (rule weights, penalties). Part of every ``pic`` scorer version, so
+#: that ``pic batch`` redoes its suggestions when this changes even though the weights did not; bump it then.
+#: (A user's fine-tuned model belongs to the prior's weights, ``prior_version``, not to this.)
+SCORING_REVISION = "s2"
 
 
 def info_file(weights: Path) -> Path:
@@ -43,7 +47,8 @@ def prior_version(weights: Path = PRIOR_FILE) -> str:
 def pic_version(catalog: Any = None, user: str | None = None) -> str:
     """``PicScorer.version`` for ``user``: the prior's version, plus ``+uN`` when the user's active model N was
     fitted to this prior (a model of another prior is not used, see ``personalize.active_user_model``)."""
-    version = prior_version()
+    prior = prior_version()
+    version = scorer_base(prior)
     if catalog is None or not user:
         return version
     tag = profile_tag((catalog.user(user) or {}).get("attributes"))
@@ -52,8 +57,13 @@ def pic_version(catalog: Any = None, user: str | None = None) -> str:
         return version + tag
     number, stored = active
     # unreadable: the scorer falls back to the prior too
-    usable = stored is not None and stored.get("format") == USER_FORMAT and str(stored.get("prior", "")) == version
+    usable = stored is not None and stored.get("format") == USER_FORMAT and str(stored.get("prior", "")) == prior
     return (f"{version}+u{number}" if usable else version) + tag
+
+
+def scorer_base(prior: str) -> str:
+    """The scorer's version before any user part: the prior's weights and the scoring revision."""
+    return f"{prior}.{SCORING_REVISION}"
 
 
 def active_user_record(catalog: Any, user: str) -> tuple[int, dict[str, Any] | None] | None:

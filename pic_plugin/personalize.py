@@ -32,7 +32,7 @@ from .features import ImageAnalysis
 from .framing_rule import rule_from_attributes
 from .geometry import Box
 from .model import PROFILE_RULE_UNTIL, PicNet, PicScorer, UserModel, load_prior, prior_user
-from .model_version import profile_tag
+from .model_version import profile_tag, scorer_base
 from .training import FinetuneConfig, UserExample, finetune
 
 log = logging.getLogger(__name__)
@@ -182,10 +182,11 @@ def load_scorer(catalog: Catalog | None = None, user: str | None = None) -> PicS
     """The ``pic`` scorer: shipped prior weights + the user's active fine-tuned version (if any)."""
     net, meta = load_prior()
     prior_version = str(meta.get("version", "pic"))
+    base = scorer_base(prior_version)
     if catalog is None or not user:
-        return PicScorer(net, prior_user(net, None, prior_version), prior_version)
+        return PicScorer(net, prior_user(net, None, prior_version), base)
     model, version = active_user_model(catalog, user, net, prior_version)
-    scorer = PicScorer(net, model, prior_version, version)
+    scorer = PicScorer(net, model, base, version)
     scorer.version += profile_tag(model.attributes)  # same string as model_version.pic_version
     return scorer
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""How much the framing rule should count: the validation runs behind ``model.RULE_WEIGHT``,
-``PROFILE_RULE_WEIGHT`` and ``GENERIC_RULE_WEIGHT``.
+"""How much the framing rule should count, and how hard the generic prior keeps the subject: the validation runs
+behind ``model.RULE_WEIGHT``, ``PROFILE_RULE_WEIGHT``, ``GENERIC_RULE_WEIGHT``, ``SUBJECT_KEEP`` and
+``SUBJECT_KEEP_PENALTY``.
 
 Runs on the *validation fold* of the training photos only (``training.validation_fold``, with their out-of-fold
 subject maps, as prior training sees them), never on the test split the README reports. Simulated users: 12 of the
@@ -9,7 +10,7 @@ of ``personas.tuning_personas`` (habits unlike the DESIGN family's; the README's
 stay unseen). Prints mean IoU for each weight tried, per group and over all users. About 11 minutes on 2 cores
 with the feature cache warm.
 
-    python scripts/tune_rule_weights.py [--users 24]
+    python scripts/tune_rule_weights.py [--users 24] [--part all|rules|keep]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pic_plugin import evaluation as ev
 from pic_plugin import model as M
 from pic_plugin.datasets import subject_photos
 from pic_plugin.feature_store import FeatureStore
-from pic_plugin.geometry import FREE, iou
+from pic_plugin.geometry import FREE, contains_fraction, iou
 from pic_plugin.personas import broad_family, design_family, tuning_personas
 from pic_plugin.training import UserExample, finetune, load_or_make_oof_maps, validation_fold
 
@@ -36,9 +37,38 @@ def _mean_iou(net, user, setting, photos, persona, held, crops) -> float:  # typ
     return float(np.mean(out))
 
 
+def _subject_keep(net, photos, personas) -> None:  # type: ignore[no-untyped-def]
+    """``SUBJECT_KEEP`` / ``SUBJECT_KEEP_PENALTY``: the generic prior's IoU against every user and its subject
+    retention (the crop keeps >= 95% of the annotated subject box), in both settings."""
+    saved = (M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY)
+    nobody = M.prior_user(net)
+    print("SUBJECT_KEEP_PENALTY x shortfall below SUBJECT_KEEP (generic prior): mean IoU, subject retention")
+    try:
+        for keep, penalty in ((0.97, 0.0), (0.95, 5.0), (0.97, 2.0), (0.97, 5.0), (0.97, 20.0), (0.99, 5.0)):
+            M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY = keep, penalty
+            line = []
+            for setting in ("free", "ratio"):
+                ious, kept = [], []
+                for ep in photos:
+                    boxes: dict[str, object] = {}
+                    for persona in personas:
+                        ratio = persona.requested_ratio(ep.size) if setting == "ratio" else FREE
+                        if ratio.name not in boxes:
+                            boxes[ratio.name] = ev._suggest(net, nobody, ep.analysis, ratio, {})
+                        box = boxes[ratio.name]
+                        ious.append(iou(box, persona.crop(ep.photo.subject_box, ep.size, ep.key)))
+                        kept.append(contains_fraction(box, ep.photo.subject_box) >= ev.RETAIN)
+                line.append(f"{setting} {np.mean(ious):.4f} / {100 * np.mean(kept):.1f}%")
+            print(f"  keep {keep:.2f} penalty {penalty:4.1f}: " + ", ".join(line), flush=True)
+    finally:
+        M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY = saved
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=24, help="simulated users (half DESIGN family, half broader)")
+    ap.add_argument("--part", choices=("all", "rules", "keep"), default="all",
+                    help="the rule weights, the generic prior's subject keeping, or both")
     args = ap.parse_args()
     store = FeatureStore()
     train = [p for p in subject_photos() if p.split == "train"]
@@ -55,6 +85,10 @@ def main() -> int:
     net, _ = M.load_prior()
     n_support = min(ev.SUPPORT_POOL, len(photos) // 2)
     print(f"{len(photos)} validation photos, {len(personas)} simulated users")
+    if args.part in ("all", "keep"):
+        _subject_keep(net, photos, personas)
+    if args.part == "keep":
+        return 0
     saved = (M.RULE_WEIGHT, M.PROFILE_RULE_WEIGHT, M.GENERIC_RULE_WEIGHT)
     crops_rule: dict[tuple[str, int, float], list[tuple[bool, float]]] = {}
     profile_rule: dict[tuple[str, float], list[float]] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -63,10 +65,34 @@ def test_scorer_scores_any_boxes_and_penalizes_face_cuts(net: M.PicNet) -> None:
     feats = cf.compute(cf.photo_context(a), pair)
     raw = M.score_features(net, cf.CandidateFeatures(feats.content, feats.geometry, feats.stats * 0), scorer.user)
     penalized = scorer.score(a, pair)
+    # the generic prior also keeps the subject (the face counts as subject): the box that cuts it pays for both
+    shortfall = np.maximum(0.0, M.SUBJECT_KEEP - feats.stats[:, cf.STAT_NAMES.index("keep")])
+    assert shortfall[0] == 0 and shortfall[1] > 0
     assert penalized[0] == pytest.approx(raw[0], abs=1e-4)
     assert penalized[1] == pytest.approx(
-        raw[1] - M.FACE_CUT_PENALTY * feats.stats[1, cf.STAT_NAMES.index("face_cut")], abs=1e-3
+        raw[1] - M.FACE_CUT_PENALTY * feats.stats[1, cf.STAT_NAMES.index("face_cut")]
+        - M.SUBJECT_KEEP_PENALTY * shortfall[1], abs=1e-3
     )
+
+
+def test_only_the_generic_prior_keeps_the_subject_by_rule(net: M.PicNet) -> None:
+    """Somebody pic knows nothing about gets the whole subject; a user whose crops or profile say otherwise does not
+    pay for cutting into it."""
+    a = synthetic_analysis()  # subject: x 0.25-0.5
+    boxes = np.array([[0.0, 0.0, 1.0, 1.0], [0.375, 0.0, 1.0, 1.0]], dtype=np.float32)
+    feats = cf.compute(cf.photo_context(a), boxes)
+    keep = feats.stats[:, cf.STAT_NAMES.index("keep")]
+    assert keep[0] > 0.99 and keep[1] < 0.9  # the second box leaves out part of the subject
+    nobody = M.prior_user(net)
+    fitted = dataclasses.replace(nobody, k=10)
+    told = M.prior_user(net, {"framing": "tight"})
+    assert told.rule is not None
+    raw = M.score_features(net, feats, nobody)
+    for user, penalty in ((nobody, M.SUBJECT_KEEP_PENALTY * (M.SUBJECT_KEEP - keep[1])), (fitted, 0.0), (told, 0.0)):
+        scores = M.PicScorer(net, user).score(a, boxes)
+        base = M.score_features(net, feats, user)
+        assert scores[1] - scores[0] == pytest.approx(base[1] - base[0] - penalty, abs=1e-3)
+    assert M.PicScorer(net, nobody).score(a, boxes)[1] < raw[1] - 1.0
 
 
 def test_user_latent_changes_the_suggestion(net: M.PicNet) -> None:
@@ -207,6 +233,18 @@ def test_the_version_without_loading_the_model_is_the_scorers_version(tmp_path) 
         cat.set_user_attributes("told", {"ratio": "1:1", "framing": "tight"})
         assert scorers.version("pic", catalog=cat, user="told") != told
         assert scorers.version("composition") == scorers.load("composition").version
+        # How the scorer uses the weights is part of the version (an upgrade of pic redoes the suggestions), but a
+        # user's model still belongs to the prior's weights alone: it stays in use.
+        from pic_plugin import model_version
+
+        base = scorers.version("pic")
+        assert base == f"{meta['version']}.{model_version.SCORING_REVISION}"
+        assert scorers.version("pic", catalog=cat, user="me") == base + "+u1"
+        saved, model_version.SCORING_REVISION = model_version.SCORING_REVISION, "s-next"
+        try:
+            assert scorers.version("pic", catalog=cat, user="me") == f"{meta['version']}.s-next+u1"
+        finally:
+            model_version.SCORING_REVISION = saved
     # A weights file replaced without its info file is noticed: the version comes from the weights then.
     weights = tmp_path / "prior.pt"
     M.save_prior(net, weights, {"version": "pic-new"})
