@@ -132,7 +132,21 @@ dt.control.dispatch(function()
     dt.gui.current_view(dt.gui.views.lighttable)
     dt.control.sleep(2000)
     put("back_view", dt.gui.current_view().id)
-    stage("darkroom", "applied")
+    stage("darkroom", "dr_applied")
+    -- ... and the undo shortcut in the darkroom takes it back (through the lighttable too)
+    dt.gui.selection({ by_name(IMAGES.darkroom) })
+    seen = pipe_runs
+    dt.gui.current_view(dt.gui.views.darkroom)
+    dt.control.sleep(1000)
+    wait_pipe(seen, 20000)
+    seen = pipe_runs
+    act("pic: undo last apply") wait(pic)
+    put("darkroom_undo_summary", pic.last and pic.last.text)
+    put("darkroom_undo_view", dt.gui.current_view().id)
+    wait_pipe(seen, 20000)
+    dt.gui.current_view(dt.gui.views.lighttable)
+    dt.control.sleep(2000)
+    stage("darkroom", "dr_undone")
 
     -- 3. lighttable: suggest, then apply, on the selection, through the module's shortcuts
     local five = {}
@@ -362,9 +376,14 @@ def test_darkroom_shortcut_crops_the_current_image(session):
     # pic stepped out to the lighttable to change the history (doing it under the open darkroom crashed darktable)
     # and opened the same image again
     assert (run.value("darkroom_after_view"), run.value("darkroom_after_image")) == ("darkroom", "true")
-    entries, end = read_history(stage / "applied-darkroom.xmp")
+    entries, end = read_history(stage / "dr_applied-darkroom.xmp")
     crop = [e for e in active(entries, end) if e.operation == "crop"][-1]
     assert crop.enabled
+    # the undo shortcut in the darkroom: the crop is off again, and the darkroom is back
+    assert "undone on 1" in run.value("darkroom_undo_summary")
+    assert run.value("darkroom_undo_view") == "darkroom"
+    entries, end = read_history(stage / "dr_undone-darkroom.xmp")
+    assert not [e for e in active(entries, end) if e.operation == "crop"][-1].enabled
 
 
 def test_learn_passes_sidecars_through_a_file_list(session):
