@@ -4,9 +4,9 @@ and in-memory library, driven through the plugin's own shortcuts (darktable acti
 One darktable session covers the whole user story, because starting darktable is the slow part:
 
 1. the user's own edits exist first: an exposure edit on ``edited.jpg``, a crop on ``cropped.jpg``;
-2. darkroom: the darkroom shortcut crops the image being edited;
-3. lighttable: "suggest crop" then "apply suggestion" on five images, three with hostile names;
-4. "undo last apply"; 5. "learn from selected" with a fake ``pic`` that records its argv.
+2. lighttable: "suggest crop" then "apply suggestion" on five images, three with hostile names;
+3. "undo last apply"; 4. "learn from selected" with a fake ``pic`` that records its argv;
+5. darkroom: the darkroom shortcut crops the image being edited, and the undo shortcut takes it back.
 
 Then, outside darktable: the sidecars darktable wrote show the crop *appended* after the user's history, the
 user's crop kept, the undo restoring the previous crop; darktable-cli renders the suggested region, and so does
@@ -103,6 +103,7 @@ dt.control.dispatch(function()
   local ok, err = pcall(function()
     dt.control.sleep(1500)
     local pic = package.loaded["pic"].api
+    local REAL_PIC = dt.preferences.read("pic", "executable", "file")
     put("api", dt.configuration.api_version_string)
     local all = {}
     for _, label in ipairs(LABELS) do all[#all + 1] = by_name(IMAGES[label]) end
@@ -112,7 +113,44 @@ dt.control.dispatch(function()
     apply_file(USER_CROP_STYLE, "test user crop", by_name(IMAGES.cropped))
     stage("edited", "before") stage("cropped", "before")
 
-    -- 2. darkroom shortcut on the image being edited
+    -- 2. lighttable: suggest, then apply, on the selection, through the module's shortcuts
+    local five = {}
+    for _, label in ipairs({ "edited", "cropped", "quotes", "newline", "rot6" }) do five[#five + 1] = by_name(IMAGES[label]) end
+    dt.gui.libs.pic.expanded = true
+    dt.gui.selection(five)
+    act("pic: suggest crop for selected images") wait(pic)
+    put("suggest_summary", pic.last.text)
+    for _, label in ipairs(LABELS) do
+      local im = by_name(IMAGES[label])
+      local s = pic.suggestions[im.id]
+      if s then put("crop_" .. label, s.crop) end
+      put("tags_" .. label, tags(im))
+    end
+    act("pic: apply suggestion to selected images") wait(pic)
+    put("apply_summary", pic.last.text)
+    put("apply_done", pic.last.done) put("apply_kept", pic.last.kept) put("apply_failed", pic.last.failed)
+    for _, label in ipairs(LABELS) do put("tags2_" .. label, tags(by_name(IMAGES[label]))) stage(label, "applied") end
+    export(by_name(IMAGES.edited), STAGE .. "/exported-applied-edited.jpg")
+    dt.control.sleep(1500)
+    os.execute("xwd -root | convert xwd:- " .. SHOTS .. "/lighttable.png")
+
+    -- 3. undo
+    act("pic: undo last apply") wait(pic)
+    put("undo_summary", pic.last.text)
+    for _, label in ipairs(LABELS) do stage(label, "undone") end
+    export(by_name(IMAGES.edited), STAGE .. "/exported-undone-edited.jpg")
+
+    -- 4. learn, with a fake pic that records how it was called
+    dt.preferences.write("pic", "executable", "file", FAKE_PIC)
+    dt.preferences.write("pic", "user", "string", "anna")
+    dt.gui.selection({ by_name(IMAGES.edited), by_name(IMAGES.quotes) })
+    act("pic: learn from selected images") wait(pic)
+    put("learn_summary", pic.last.text)
+
+    -- 5. darkroom shortcut on the image being edited (last: back in the lighttable, darktable acts on the image
+    -- the darkroom showed until the pointer moves, which no one does here), with the real pic again
+    dt.preferences.write("pic", "executable", "file", REAL_PIC)
+    dt.preferences.write("pic", "user", "string", "")
     dt.gui.selection({ by_name(IMAGES.darkroom) })
     local seen = pipe_runs
     dt.gui.current_view(dt.gui.views.darkroom)
@@ -147,40 +185,6 @@ dt.control.dispatch(function()
     dt.gui.current_view(dt.gui.views.lighttable)
     dt.control.sleep(2000)
     stage("darkroom", "dr_undone")
-
-    -- 3. lighttable: suggest, then apply, on the selection, through the module's shortcuts
-    local five = {}
-    for _, label in ipairs({ "edited", "cropped", "quotes", "newline", "rot6" }) do five[#five + 1] = by_name(IMAGES[label]) end
-    dt.gui.libs.pic.expanded = true
-    dt.gui.selection(five)
-    act("pic: suggest crop for selected images") wait(pic)
-    put("suggest_summary", pic.last.text)
-    for _, label in ipairs(LABELS) do
-      local im = by_name(IMAGES[label])
-      local s = pic.suggestions[im.id]
-      if s then put("crop_" .. label, s.crop) end
-      put("tags_" .. label, tags(im))
-    end
-    act("pic: apply suggestion to selected images") wait(pic)
-    put("apply_summary", pic.last.text)
-    put("apply_done", pic.last.done) put("apply_kept", pic.last.kept) put("apply_failed", pic.last.failed)
-    for _, label in ipairs(LABELS) do put("tags2_" .. label, tags(by_name(IMAGES[label]))) stage(label, "applied") end
-    export(by_name(IMAGES.edited), STAGE .. "/exported-applied-edited.jpg")
-    dt.control.sleep(1500)
-    os.execute("xwd -root | convert xwd:- " .. SHOTS .. "/lighttable.png")
-
-    -- 4. undo
-    act("pic: undo last apply") wait(pic)
-    put("undo_summary", pic.last.text)
-    for _, label in ipairs(LABELS) do stage(label, "undone") end
-    export(by_name(IMAGES.edited), STAGE .. "/exported-undone-edited.jpg")
-
-    -- 5. learn, with a fake pic that records how it was called
-    dt.preferences.write("pic", "executable", "file", FAKE_PIC)
-    dt.preferences.write("pic", "user", "string", "anna")
-    dt.gui.selection({ by_name(IMAGES.edited), by_name(IMAGES.quotes) })
-    act("pic: learn from selected images") wait(pic)
-    put("learn_summary", pic.last.text)
   end)
   if not ok then put("error", err) end
   out:write("DONE\n") out:close()
