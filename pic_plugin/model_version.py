@@ -45,8 +45,9 @@ def prior_version(weights: Path = PRIOR_FILE) -> str:
 
 
 def pic_version(catalog: Any = None, user: str | None = None) -> str:
-    """``PicScorer.version`` for ``user``: the prior's version, plus ``+uN`` when the user's active model N was
-    fitted to this prior (a model of another prior is not used, see ``personalize.active_user_model``)."""
+    """``PicScorer.version`` for ``user``: the prior's version and the scoring revision (``scorer_base``), plus
+    ``+uN`` when the user's active model N was fitted to this prior (a model of another prior is not used, see
+    ``personalize.active_user_model``) and ``+p...`` for a profile."""
     prior = prior_version()
     version = scorer_base(prior)
     if catalog is None or not user:
