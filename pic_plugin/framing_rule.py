@@ -413,12 +413,6 @@ def _iou(boxes: tuple[np.ndarray, ...], crop: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-12)
 
 
-def box_ious(boxes: np.ndarray, box: Box) -> np.ndarray:
-    """IoU of each normalized box (N x 4) with ``box``."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return _iou((b[:, 0], b[:, 1], b[:, 2], b[:, 3]), np.asarray(tuple(box), dtype=np.float64))
-
-
 def _frame_words(ax: float, ay: float) -> str:
     """Where a frame trimmer's crop sits in the frame."""
     parts = []

@@ -59,7 +59,7 @@ class _Anchored:
 
     def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
         base = np.asarray(self.scorer.score(analysis, boxes, user), dtype=np.float64)
-        return base + self.anchor.weight * _ious(self._box, np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+        return base + self.anchor.weight * box_ious(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), self._box)
 
 
 @dataclass
@@ -151,7 +151,7 @@ def suggest(
             break
 
     def belief(i: int) -> float:
-        ious = _ious(boxes[i], boxes)
+        ious = box_ious(boxes, boxes[i])
         return float(probs[ious >= SAME_CROP_IOU].sum())
 
     crops = [snap_to_ratio(Box(*(float(v) for v in boxes[i])), size, ratio).rounded(6) for i in chosen]
@@ -186,13 +186,13 @@ def _coarse_to_fine(
     seeds = list(ranked[:COARSE_TOP])
     diverse: list[int] = []
     for i in ranked[: COARSE_TOP * 20]:
-        if not diverse or float(_ious(b64[i], b64[diverse]).max()) < ALTERNATIVE_MAX_IOU:
+        if not diverse or float(box_ious(b64[diverse], b64[i]).max()) < ALTERNATIVE_MAX_IOU:
             diverse.append(int(i))
             if len(diverse) >= COARSE_REGIONS:
                 break
     near = np.zeros(n, dtype=bool)
     for i in set(seeds) | set(diverse):
-        near |= _ious(b64[i], b64) >= COARSE_NEAR_IOU
+        near |= box_ious(b64, b64[i]) >= COARSE_NEAR_IOU
     second = np.flatnonzero(near & np.isnan(scores))
     if len(second):
         scores[second] = np.asarray(scorer.score(analysis, boxes[second], user), dtype=np.float64)
@@ -207,7 +207,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def box_ious(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """IoU of each row of ``boxes`` (N x 4, normalized) with ``box`` (4,)."""
     ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
     iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
     inter = ix * iy

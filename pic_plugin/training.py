@@ -40,6 +40,7 @@ from .framing_rule import RuleSample, fit_rule, rule_from_attributes
 from .geometry import FREE, Box
 from .model import PROFILE_RULE_UNTIL, PicNet, UserModel, attribute_tokens
 from .personas import Persona, broad_family, design_family
+from .suggest import box_ious
 
 #: Sharpness of the soft targets: a candidate 0.05 IoU worse than the best gets 1/e of its weight.
 TARGET_TEMPERATURE = 0.05
@@ -63,15 +64,6 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def flip_box(box: Box) -> Box:
     return Box(1 - box.right, box.top, 1 - box.left, box.bottom)
-
-
-def box_ious(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of each row of ``boxes`` (N x 4) with ``box`` (4,)."""
-    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
-    inter = ix * iy
-    union = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) + (box[2] - box[0]) * (box[3] - box[1]) - inter
-    return inter / np.maximum(union, 1e-9)
 
 
 # --- photos with precomputed candidate features -------------------------------------------------------------
