@@ -28,6 +28,7 @@ from itertools import combinations
 
 import numpy as np
 
+from .framing_rule import rule_aspect
 from .geometry import ORIGINAL, Box, Ratio, iou, largest_box, parse_ratio
 
 #: Favourite ratios of the DESIGN family and how often each is drawn. Sampled so that two personas agree about
@@ -67,14 +68,9 @@ class Persona:
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     def aspect_for(self, size: tuple[int, int], favourite: bool) -> float:
-        """Pixel aspect of this persona's crop on an image of ``size``."""
-        w, h = size
-        if not favourite or self.ratio == "original":
-            return w / h
-        value = parse_ratio(self.ratio).value_for(size)
-        assert value is not None
-        if self.follow_orientation and value != 1.0 and (value > 1) != (w >= h):
-            value = 1 / value
+        """Pixel aspect of this persona's crop on an image of ``size`` (the framing rule's own ratio logic)."""
+        value = rule_aspect(self.ratio if favourite else "original", self.follow_orientation, size)
+        assert value is not None  # personas always have a ratio
         return value
 
     def requested_ratio(self, size: tuple[int, int]) -> Ratio:
