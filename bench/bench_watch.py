@@ -102,8 +102,8 @@ class _VersionedComposition:
         active = catalog.active_model(user) if catalog is not None and user else None
         self.version = f"{self.inner.version}+bench-v{active[0] if active else 0}"
 
-    def score(self, analysis, boxes, user=None):  # type: ignore[no-untyped-def]
-        return self.inner.score(analysis, boxes, user)
+    def score(self, analysis, boxes, user=None, ratio=None):  # type: ignore[no-untyped-def]
+        return self.inner.score(analysis, boxes, user, ratio)
 
 
 scorers.register("bench-composition")(_VersionedComposition)  # type: ignore[arg-type]

@@ -183,7 +183,9 @@ class CompositionScorer:
     version = "composition-1"
     temperature = 1.0
 
-    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: object = None) -> np.ndarray:
+    def score(
+        self, analysis: ImageAnalysis, boxes: np.ndarray, user: object = None, ratio: object = None
+    ) -> np.ndarray:
         return self.score_stats(candidate_stats(analysis, boxes))
 
     @staticmethod

@@ -59,11 +59,14 @@ PROFILE_RULE_WEIGHT = 7.5
 PROFILE_RULE_UNTIL = 5
 GENERIC_RULE_WEIGHT = 2.0
 #: The generic prior (nobody pic knows: no crops, no profile rule) keeps the subject: a candidate that leaves out
-#: more than 1 - SUBJECT_KEEP of the subject map's mass loses SUBJECT_KEEP_PENALTY x the shortfall. A photographer
-#: who has taught pic nothing should not get a cut subject; one who crops tighter teaches it. Chosen on the
-#: validation fold (``scripts/tune_rule_weights.py``, README).
+#: more than 1 - SUBJECT_KEEP of the subject map's mass loses a penalty x the shortfall. A photographer who has
+#: taught pic nothing should not get a cut subject; one who crops tighter teaches it. Free-form, any shape may
+#: hold the whole subject, so keeping it is strict (SUBJECT_KEEP_PENALTY_FREE); with an imposed ratio the shape
+#: may not allow it and the generic rule already frames the subject, so it is milder (SUBJECT_KEEP_PENALTY).
+#: Chosen on the validation fold (``scripts/tune_rule_weights.py --part keep``, README).
 SUBJECT_KEEP = 0.97
 SUBJECT_KEEP_PENALTY = 5.0
+SUBJECT_KEEP_PENALTY_FREE = 20.0
 _KEEP = STAT_NAMES.index("keep")
 #: A crop whose edge passes this close to a face (normalized units) also counts as cutting it: the exact-ratio
 #: snapping after the choice (``geometry.snap_to_ratio``) can move an edge by a pixel or two on small images.
@@ -292,7 +295,9 @@ class PicScorer:
     def features(self, analysis: ImageAnalysis, boxes: np.ndarray) -> cf.CandidateFeatures:
         return cf.compute(self.context(analysis), boxes)
 
-    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
+    def score(
+        self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None, ratio: Ratio | None = None
+    ) -> np.ndarray:
         um = user if isinstance(user, UserModel) else self.user
         feats = self.features(analysis, boxes)
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -307,7 +312,8 @@ class PicScorer:
             - TOO_SMALL_PENALTY * too_small
         )
         if um.rule is None and um.k == 0:  # the generic prior
-            scores -= SUBJECT_KEEP_PENALTY * np.maximum(0.0, SUBJECT_KEEP - feats.stats[:, _KEEP])
+            penalty = SUBJECT_KEEP_PENALTY_FREE if ratio is None or ratio.is_free else SUBJECT_KEEP_PENALTY
+            scores -= penalty * np.maximum(0.0, SUBJECT_KEEP - feats.stats[:, _KEEP])
         return scores
 
     def anchor(self, analysis: ImageAnalysis, ratio: Ratio, user: Any = None) -> Anchor | None:

@@ -18,7 +18,7 @@ USER_FORMAT = "pic-user-1"  # the catalog's serialization of one user's model (`
 #: How the scorer turns the weights into crops (rule weights, penalties). Part of every ``pic`` scorer version, so
 #: that ``pic batch`` redoes its suggestions when this changes even though the weights did not; bump it then.
 #: (A user's fine-tuned model belongs to the prior's weights, ``prior_version``, not to this.)
-SCORING_REVISION = "s2"
+SCORING_REVISION = "s3"
 
 
 def info_file(weights: Path) -> Path:

@@ -34,7 +34,12 @@ class Scorer(Protocol):
     version: str
     temperature: float
 
-    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray: ...
+    def score(
+        self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None, ratio: Ratio | None = None
+    ) -> np.ndarray:
+        """One score per candidate (N x 4 normalized boxes); higher is better. ``ratio``: the ratio the crop is
+        asked in (None: not told, e.g. scoring a dataset's crops)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,10 @@ class _Anchored:
         self.coarse_stride = int(getattr(scorer, "coarse_stride", 1))
         self._box = np.asarray(tuple(anchor.box), dtype=np.float64)
 
-    def score(self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None) -> np.ndarray:
-        base = np.asarray(self.scorer.score(analysis, boxes, user), dtype=np.float64)
+    def score(
+        self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None, ratio: Ratio | None = None
+    ) -> np.ndarray:
+        base = np.asarray(self.scorer.score(analysis, boxes, user, ratio), dtype=np.float64)
         return base + self.anchor.weight * box_ious(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), self._box)
 
 
@@ -116,9 +123,9 @@ def suggest(
         scorer = _Anchored(scorer, anchor)
     stride = int(getattr(scorer, "coarse_stride", 1))
     if stride > 1 and len(boxes) >= COARSE_MIN_CANDIDATES:
-        scores, beliefs = _coarse_to_fine(analysis, scorer, user, boxes, stride)
+        scores, beliefs = _coarse_to_fine(analysis, scorer, user, ratio, boxes, stride)
     else:
-        scores = np.asarray(scorer.score(analysis, boxes, user), dtype=np.float64)
+        scores = np.asarray(scorer.score(analysis, boxes, user, ratio), dtype=np.float64)
         beliefs = scores
 
     # Local refinement around the best few: candidates are a grid, the best crop is usually between points.
@@ -134,7 +141,7 @@ def suggest(
     if extra:
         extra_arr = np.asarray(extra, dtype=np.float32)
         boxes = np.concatenate([boxes, extra_arr])
-        extra_scores = np.asarray(scorer.score(analysis, extra_arr, user), dtype=np.float64)
+        extra_scores = np.asarray(scorer.score(analysis, extra_arr, user, ratio), dtype=np.float64)
         scores = np.concatenate([scores, extra_scores])
         beliefs = np.concatenate([beliefs, extra_scores])
 
@@ -168,7 +175,7 @@ def suggest(
 
 
 def _coarse_to_fine(
-    analysis: ImageAnalysis, scorer: Scorer, user: Any, boxes: np.ndarray, stride: int
+    analysis: ImageAnalysis, scorer: Scorer, user: Any, ratio: Ratio, boxes: np.ndarray, stride: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score every ``stride``-th candidate, then every candidate near the best of those (a scorer whose scores
     vary smoothly over neighbouring boxes loses nothing, at a fraction of the cost).
@@ -179,7 +186,7 @@ def _coarse_to_fine(
     n = len(boxes)
     first = np.arange(0, n, stride)
     scores = np.full(n, np.nan)
-    scores[first] = np.asarray(scorer.score(analysis, boxes[first], user), dtype=np.float64)
+    scores[first] = np.asarray(scorer.score(analysis, boxes[first], user, ratio), dtype=np.float64)
     ranked = first[np.argsort(-np.nan_to_num(scores[first], nan=-np.inf))]
     b64 = boxes.astype(np.float64)
     # Seeds: the best sampled candidates, and the best of each region the alternatives may come from.
@@ -195,7 +202,7 @@ def _coarse_to_fine(
         near |= box_ious(b64, b64[i]) >= COARSE_NEAR_IOU
     second = np.flatnonzero(near & np.isnan(scores))
     if len(second):
-        scores[second] = np.asarray(scorer.score(analysis, boxes[second], user), dtype=np.float64)
+        scores[second] = np.asarray(scorer.score(analysis, boxes[second], user, ratio), dtype=np.float64)
     beliefs = scores.copy()
     unscored = np.isnan(beliefs)
     beliefs[unscored] = scores[(np.flatnonzero(unscored) // stride) * stride]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How much the framing rule should count, and how hard the generic prior keeps the subject: the validation runs
-behind ``model.RULE_WEIGHT``, ``PROFILE_RULE_WEIGHT``, ``GENERIC_RULE_WEIGHT``, ``SUBJECT_KEEP`` and
-``SUBJECT_KEEP_PENALTY``.
+behind ``model.RULE_WEIGHT``, ``PROFILE_RULE_WEIGHT``, ``GENERIC_RULE_WEIGHT``, ``SUBJECT_KEEP``,
+``SUBJECT_KEEP_PENALTY`` (a ratio imposed) and ``SUBJECT_KEEP_PENALTY_FREE`` (free-form).
 
 Runs on the *validation fold* of the training photos only (``training.validation_fold``, with their out-of-fold
 subject maps, as prior training sees them), never on the test split the README reports. Simulated users: 12 of the
@@ -38,14 +38,16 @@ def _mean_iou(net, user, setting, photos, persona, held, crops) -> float:  # typ
 
 
 def _subject_keep(net, photos, personas) -> None:  # type: ignore[no-untyped-def]
-    """``SUBJECT_KEEP`` / ``SUBJECT_KEEP_PENALTY``: the generic prior's IoU against every user and its subject
-    retention (the crop keeps >= 95% of the annotated subject box), in both settings."""
-    saved = (M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY)
+    """``SUBJECT_KEEP`` and the two penalties: the generic prior's IoU against every user and its subject
+    retention (the crop keeps >= 95% of the annotated subject box), in both settings. Each row uses one penalty
+    for both; the ``free`` column picks ``SUBJECT_KEEP_PENALTY_FREE``, the ``ratio`` column ``SUBJECT_KEEP_PENALTY``."""
+    saved = (M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY, M.SUBJECT_KEEP_PENALTY_FREE)
     nobody = M.prior_user(net)
     print("SUBJECT_KEEP_PENALTY x shortfall below SUBJECT_KEEP (generic prior): mean IoU, subject retention")
     try:
-        for keep, penalty in ((0.97, 0.0), (0.95, 5.0), (0.97, 2.0), (0.97, 5.0), (0.97, 20.0), (0.99, 5.0)):
-            M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY = keep, penalty
+        grid = ((0.97, 0.0), (0.95, 5.0), (0.97, 2.0), (0.97, 5.0), (0.97, 20.0), (0.97, 50.0), (0.99, 5.0), (0.99, 20.0))
+        for keep, penalty in grid:
+            M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY, M.SUBJECT_KEEP_PENALTY_FREE = keep, penalty, penalty
             line = []
             for setting in ("free", "ratio"):
                 ious, kept = [], []
@@ -61,7 +63,7 @@ def _subject_keep(net, photos, personas) -> None:  # type: ignore[no-untyped-def
                 line.append(f"{setting} {np.mean(ious):.4f} / {100 * np.mean(kept):.1f}%")
             print(f"  keep {keep:.2f} penalty {penalty:4.1f}: " + ", ".join(line), flush=True)
     finally:
-        M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY = saved
+        M.SUBJECT_KEEP, M.SUBJECT_KEEP_PENALTY, M.SUBJECT_KEEP_PENALTY_FREE = saved
 
 
 def main() -> int:

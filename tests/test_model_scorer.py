@@ -71,7 +71,7 @@ def test_scorer_scores_any_boxes_and_penalizes_face_cuts(net: M.PicNet) -> None:
     assert penalized[0] == pytest.approx(raw[0], abs=1e-4)
     assert penalized[1] == pytest.approx(
         raw[1] - M.FACE_CUT_PENALTY * feats.stats[1, cf.STAT_NAMES.index("face_cut")]
-        - M.SUBJECT_KEEP_PENALTY * shortfall[1], abs=1e-3
+        - M.SUBJECT_KEEP_PENALTY_FREE * shortfall[1], abs=1e-3
     )
 
 
@@ -88,11 +88,36 @@ def test_only_the_generic_prior_keeps_the_subject_by_rule(net: M.PicNet) -> None
     told = M.prior_user(net, {"framing": "tight"})
     assert told.rule is not None
     raw = M.score_features(net, feats, nobody)
-    for user, penalty in ((nobody, M.SUBJECT_KEEP_PENALTY * (M.SUBJECT_KEEP - keep[1])), (fitted, 0.0), (told, 0.0)):
-        scores = M.PicScorer(net, user).score(a, boxes)
+    shortfall = M.SUBJECT_KEEP - keep[1]
+    for user, ratio, penalty in (
+        (nobody, None, M.SUBJECT_KEEP_PENALTY_FREE * shortfall),  # not told: scored as free-form
+        (nobody, FREE, M.SUBJECT_KEEP_PENALTY_FREE * shortfall),
+        (nobody, parse_ratio("4:5"), M.SUBJECT_KEEP_PENALTY * shortfall),  # the shape may not hold the subject
+        (fitted, FREE, 0.0),
+        (told, FREE, 0.0),
+    ):
+        scores = M.PicScorer(net, user).score(a, boxes, ratio=ratio)
         base = M.score_features(net, feats, user)
         assert scores[1] - scores[0] == pytest.approx(base[1] - base[0] - penalty, abs=1e-3)
+    assert M.SUBJECT_KEEP_PENALTY_FREE > M.SUBJECT_KEEP_PENALTY
     assert M.PicScorer(net, nobody).score(a, boxes)[1] < raw[1] - 1.0
+
+
+def test_suggest_tells_the_scorer_the_ratio_asked(net: M.PicNet) -> None:
+    """Every scoring pass of ``suggest`` (grid, coarse-to-fine, refinement, anchored) carries the request's ratio."""
+
+    seen: list[object] = []
+
+    class Spy(M.PicScorer):
+        def score(self, analysis, boxes, user=None, ratio=None):  # type: ignore[no-untyped-def]
+            seen.append(ratio)
+            return super().score(analysis, boxes, user, ratio)
+
+    a = synthetic_analysis()
+    for asked in (FREE, parse_ratio("4:5")):
+        seen.clear()
+        suggest(a, Spy(net, M.prior_user(net)), asked)
+        assert len(seen) >= 2 and all(r == asked for r in seen), seen
 
 
 def test_user_latent_changes_the_suggestion(net: M.PicNet) -> None:
@@ -148,7 +173,7 @@ class _TargetScorer:
         self.coarse_stride = coarse_stride
         self.scored = 0
 
-    def score(self, analysis, boxes: np.ndarray, user=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def score(self, analysis, boxes: np.ndarray, user=None, ratio=None) -> np.ndarray:  # type: ignore[no-untyped-def]
         self.scored += len(boxes)
         return -10 * ((np.asarray(boxes, dtype=np.float64) - self.target) ** 2).sum(axis=1)  # one best box
 
@@ -157,7 +182,6 @@ class _TargetScorer:
 def test_coarse_to_fine_finds_what_the_full_search_finds(ratio: str) -> None:
     from pic_plugin.features import ImageAnalysis
     from pic_plugin.geometry import iou, parse_ratio
-    from pic_plugin.suggest import suggest
 
     analysis = ImageAnalysis((3000, 2000), np.zeros((16, 8, 12), np.float16), np.zeros((8, 12), np.float32), [])
     for target in (Box(0.13, 0.21, 0.71, 0.88), Box(0.4, 0.05, 0.97, 0.6), Box(0.0, 0.1, 0.5, 0.9)):

@@ -98,7 +98,7 @@ class MeanCropScorer:
         self.target = np.array(json.loads(model[1]) if model else [0.0, 0.0, 1.0, 1.0], dtype=np.float32)
         self.version = f"mean-crop-v{model[0] if model else 0}"
 
-    def score(self, analysis: Any, boxes: np.ndarray, user: Any = None) -> np.ndarray:
+    def score(self, analysis: Any, boxes: np.ndarray, user: Any = None, ratio: Any = None) -> np.ndarray:
         return -np.abs(np.asarray(boxes, dtype=np.float32) - self.target).sum(axis=1)
 
 
