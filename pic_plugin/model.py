@@ -195,7 +195,8 @@ class UserModel:
     prior: str = ""  # version of the shared weights it belongs to
     metrics: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
-    rule: FramingRule | None = None  # the framing habit: fitted to the same crops, or what the profile says
+    rule: FramingRule | None = None  # the framing habit the suggestions follow (``active_rule``)
+    crops_rule: FramingRule | None = None  # the rule fitted to the crops, kept while the profile's rule is active
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -209,6 +210,7 @@ class UserModel:
                 "metrics": self.metrics,
                 "created": self.created,
                 "rule": self.rule.to_dict() if self.rule is not None else None,
+                "crops_rule": self.crops_rule.to_dict() if self.crops_rule is not None else None,
             }
         ).encode()
 
@@ -217,6 +219,11 @@ class UserModel:
         d = json.loads(data.decode())
         if d.get("format") != USER_FORMAT:
             raise ValueError(f"not a pic user model (format {d.get('format')!r})")
+        rule = FramingRule.from_dict(d["rule"]) if d.get("rule") else None  # versions before rules: none
+        if "crops_rule" in d:
+            crops_rule = FramingRule.from_dict(d["crops_rule"]) if d["crops_rule"] else None
+        else:  # versions before crops_rule was kept: the crops' rule is known only where it was the active one
+            crops_rule = rule if rule is not None and rule.source == "crops" else None
         return cls(
             z=np.asarray(d["z"], dtype=np.float32),
             adapter=np.asarray(d["adapter"], dtype=np.float32),
@@ -225,7 +232,8 @@ class UserModel:
             prior=str(d.get("prior", "")),
             metrics=dict(d.get("metrics") or {}),
             created=float(d.get("created", 0.0)),
-            rule=FramingRule.from_dict(d["rule"]) if d.get("rule") else None,  # versions before rules: none
+            rule=rule,
+            crops_rule=crops_rule,
         )
 
 
@@ -254,6 +262,17 @@ def load_prior() -> tuple[PicNet, dict[str, Any]]:
     return load_prior_file(PRIOR_FILE)
 
 
+def active_rule(crops_rule: FramingRule | None, attributes: dict[str, Any] | None) -> FramingRule | None:
+    """The framing rule a user's suggestions follow: the one their profile describes (``pic profile``) until the
+    rule fitted to their crops rests on PROFILE_RULE_UNTIL crops (a few crops say less than the user's own words),
+    then the crops' rule. The one place this precedence is decided: at fine-tuning, when the profile is edited
+    after it, and for a model fitted to other shared weights."""
+    profile = rule_from_attributes(attributes)
+    if profile is not None and (crops_rule is None or crops_rule.k < PROFILE_RULE_UNTIL):
+        return profile
+    return crops_rule
+
+
 def prior_user(net: PicNet, attributes: dict[str, Any] | None = None, prior: str = "") -> UserModel:
     """k = 0: the generic prior, moved by the profile attributes if there are any."""
     with torch.no_grad():
@@ -263,7 +282,7 @@ def prior_user(net: PicNet, attributes: dict[str, Any] | None = None, prior: str
         adapter=np.zeros(cf.GEOMETRY_DIM, dtype=np.float32),
         attributes=dict(attributes or {}),
         prior=prior,
-        rule=rule_from_attributes(attributes),
+        rule=active_rule(None, attributes),
     )
 
 

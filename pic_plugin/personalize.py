@@ -29,9 +29,8 @@ from .analysis import analyze_with_catalog
 from .catalog import Catalog
 from .errors import DecodeError
 from .features import ImageAnalysis
-from .framing_rule import rule_from_attributes
 from .geometry import Box
-from .model import PROFILE_RULE_UNTIL, PicNet, PicScorer, UserModel, load_prior, prior_user
+from .model import PicNet, PicScorer, UserModel, active_rule, load_prior, prior_user
 from .model_version import profile_tag, scorer_base
 from .training import FinetuneConfig, UserExample, finetune
 
@@ -154,9 +153,7 @@ def active_user_model(catalog: Catalog, user: str, net: PicNet, prior_version: s
                         old, new = net.attribute_latent([_tokens(model.attributes), _tokens(attributes)])
                     model.z = (model.z - old.numpy() + new.numpy()).astype(np.float32)
                     model.attributes = dict(attributes)
-                    if model.rule is None or model.rule.source == "profile" or model.k < PROFILE_RULE_UNTIL:
-                        fitted = model.rule if model.rule is not None and model.rule.source == "crops" else None
-                        model.rule = rule_from_attributes(attributes) or fitted
+                    model.rule = active_rule(model.crops_rule, attributes)
                 return model, version
             log.warning(
                 "user %s: model version %d belongs to prior %r, not %r; using the prior + attributes",
@@ -166,8 +163,9 @@ def active_user_model(catalog: Catalog, user: str, net: PicNet, prior_version: s
                 prior_version,
             )
             fallback = prior_user(net, attributes, prior_version)
-            if model.rule is not None and model.rule.source == "crops" and model.k >= PROFILE_RULE_UNTIL:
-                fallback.rule = model.rule  # the framing rule does not depend on the shared weights
+            # The framing rule does not depend on the shared weights: the crops' rule still holds.
+            fallback.crops_rule = model.crops_rule
+            fallback.rule = active_rule(model.crops_rule, attributes)
             return fallback, 0
     return prior_user(net, attributes, prior_version), 0
 

@@ -36,9 +36,9 @@ from .candidates import generate
 from .datasets import ScoredCrops, SubjectPhoto, shared_data_dir, stable_fold
 from .feature_store import FeatureStore
 from .features import ImageAnalysis
-from .framing_rule import RuleSample, fit_rule, rule_from_attributes
+from .framing_rule import RuleSample, fit_rule
 from .geometry import FREE, Box
-from .model import PROFILE_RULE_UNTIL, PicNet, UserModel, attribute_tokens
+from .model import PicNet, UserModel, active_rule, attribute_tokens
 from .personas import Persona, broad_family, design_family
 from .suggest import box_ious
 
@@ -747,7 +747,6 @@ def _finetune(
     tokens = attribute_tokens(attributes)
     with torch.no_grad():
         z_attr = net.attribute_latent([tokens])[0]
-    profile_rule = rule_from_attributes(attributes)
     if not examples:
         return UserModel(
             z=z_attr.numpy(),
@@ -756,7 +755,7 @@ def _finetune(
             k=0,
             prior=prior,
             metrics={"seconds": round(time.time() - t0, 3)},
-            rule=profile_rule,
+            rule=active_rule(None, attributes),
         )
     contents, geometries, ious, weights, crop_geo = [], [], [], [], []
     rule_samples: list[RuleSample] = []
@@ -812,9 +811,7 @@ def _finetune(
         opt.step()
     with torch.no_grad():
         final = float(support_loss())
-    rule = fit_rule(rule_samples)
-    if profile_rule is not None and (rule is None or rule.k < PROFILE_RULE_UNTIL):
-        rule = profile_rule  # a few crops say less than the user's own words
+    crops_rule = fit_rule(rule_samples)
     return UserModel(
         z=(z0 + offset).detach().numpy().astype(np.float32),
         adapter=adapter.detach().numpy().astype(np.float32),
@@ -829,5 +826,6 @@ def _finetune(
             # would feed pic's choices back): the scorer's floor on crop size (model.min_area)
             "min_crop_area": round(min((ex.crop.area for ex in examples if ex.weight >= 1.0), default=1.0), 4),
         },
-        rule=rule,
+        rule=active_rule(crops_rule, attributes),
+        crops_rule=crops_rule,
     )

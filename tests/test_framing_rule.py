@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_model_features import synthetic_analysis
@@ -196,3 +198,44 @@ def test_the_profile_rule_holds_until_there_are_enough_crops(net: M.PicNet) -> N
     many = finetune(net, [UserExample(a, crop)] * M.PROFILE_RULE_UNTIL, attributes)
     assert many.rule is not None and many.rule.source == "crops" and many.rule.k == M.PROFILE_RULE_UNTIL
     assert iou(many.rule.box(M.PicScorer(net, many).context(a).subject.box, a.size), crop) > 0.8
+
+
+@pytest.mark.parametrize("n_crops", [M.PROFILE_RULE_UNTIL - 2, M.PROFILE_RULE_UNTIL + 1])
+def test_the_same_rule_wins_after_fine_tuning_a_profile_edit_and_a_new_prior(net: M.PicNet, tmp_path, n_crops) -> None:  # type: ignore[no-untyped-def]
+    """Profile rule vs crops' rule is decided by ``active_rule`` alone: fitting with a profile, editing the profile
+    after fitting, and a model that belongs to other shared weights all give the rule that fitting with the
+    current profile gives. A profile's rule that covered a few crops steps aside when the profile drops it."""
+    from pic_plugin.catalog import Catalog
+    from pic_plugin.personalize import active_user_model
+
+    a = synthetic_analysis()
+    examples = [UserExample(a, Box(0.1, 0.1, 0.6, 0.9))] * n_crops
+    told, untold = {"ratio": "1:1", "framing": "loose"}, {"genre": "birds"}
+    with Catalog(tmp_path / "c.db") as cat:
+        fitted = finetune(net, examples, told, prior="this")
+        assert fitted.crops_rule is not None and fitted.crops_rule.k == n_crops
+        cat.set_user_attributes("me", told)
+        cat.save_model("me", fitted.to_bytes(), {}, note="t")
+        cat.set_user_attributes("other", told)
+        cat.save_model("other", dataclasses.replace(fitted, prior="older").to_bytes(), {}, note="t")
+        for attributes in (told, untold, told):
+            expected = finetune(net, examples, attributes, prior="this").rule
+            assert expected == M.active_rule(fitted.crops_rule, attributes)
+            stored = FramingRule.from_dict(expected.to_dict()) if expected is not None else None  # rounded
+            for user in ("me", "other"):
+                cat.set_user_attributes(user, attributes)
+                model, _ = active_user_model(cat, user, net, "this")
+                assert model.rule == stored, (user, attributes)
+        few = n_crops < M.PROFILE_RULE_UNTIL
+        assert M.active_rule(fitted.crops_rule, told).source == ("profile" if few else "crops")  # type: ignore[union-attr]
+        assert M.active_rule(fitted.crops_rule, untold) == fitted.crops_rule
+
+
+def test_a_model_stored_before_the_crops_rule_was_kept_still_loads() -> None:
+    rule = FramingRule("subject", "4:5", True, 1.4, 1.4, 0.5, 0.45, fit=0.9, k=8)
+    zeros = np.zeros(M.Z_DIM, dtype=np.float32), np.zeros(cf.GEOMETRY_DIM, dtype=np.float32)
+    for active, kept in ((rule, rule), (rule_from_attributes({"ratio": "1:1"}), None)):
+        old = M.UserModel(*zeros, k=8, rule=active).to_bytes().replace(b', "crops_rule": null', b"")
+        assert b"crops_rule" not in old
+        back = M.UserModel.from_bytes(old)
+        assert back.rule == active and back.crops_rule == kept
