@@ -106,6 +106,9 @@ def batch(
             raise click.ClickException(str(exc)) from exc
         progress.close()
     click.echo(summary.line(), err=as_json)
+    hint = summary.style_hint(options)
+    if hint:
+        click.echo(hint, err=True)
     if summary.failed:
         sys.exit(1)
 

@@ -76,10 +76,15 @@ class FileResult:
         return out
 
 
+#: A suggestion keeping more than this share of the frame says "leave the photo as it is".
+UNCROPPED_AREA = 0.98
+
+
 @dataclass
 class BatchSummary:
     counts: Counter[str] = field(default_factory=Counter)  # per FileResult.status
     kept_user_crops: int = 0  # photos whose own (user-made) crop was left alone
+    uncropped: int = 0  # photos done whose best suggestion is (almost) the whole frame
     seconds: float = 0.0
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -91,7 +96,23 @@ class BatchSummary:
         parts = [f"{self.counts[k]} {k}" for k in ("done", "unchanged", "planned", "error") if self.counts[k]]
         if self.kept_user_crops:
             parts.append(f"{self.kept_user_crops} with your own crop kept")
+        if self.uncropped:
+            parts.append(f"{self.uncropped} best left uncropped")
         return f"{self.total} photos: " + (", ".join(parts) or "nothing to do") + f" in {self.seconds:.1f}s"
+
+    def style_hint(self, options: BatchOptions) -> str | None:
+        """What to do when pic, knowing nothing of the user, suggested leaving most photos as they are: the generic
+        prior's safest guess for an unknown photographer (README "What to expect before pic knows you"), which
+        reads like pic did nothing."""
+        done = self.counts["done"]
+        if options.user or not options.ratio.is_free or self.uncropped < 2 or 2 * self.uncropped < done:
+            return None
+        return (
+            f"pic suggested leaving {self.uncropped} of {done} photos uncropped: it does not know your style yet. "
+            "Ask for a ratio (--ratio 4:5), describe your framing (pic profile --user me --set ratio=4:5 "
+            "--set framing=tight, then --user me), or teach it your own crops "
+            "(pic learn --user me --from-library ~/Pictures)."
+        )
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
@@ -245,6 +266,8 @@ def run_batch(
             summary.kept_user_crops += 1
         if result.status == "error":
             summary.failed.append((result.path, result.error or "error"))
+        if result.status == "done" and result.suggestion is not None and result.suggestion.crop.area > UNCROPPED_AREA:
+            summary.uncropped += 1
         if on_result:
             on_result(result)
 

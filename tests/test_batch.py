@@ -185,3 +185,45 @@ def test_batch_suggest_only_and_crs(photo_dir: Path, catalog_path: Path) -> None
     assert row["written"]["crs"] == "written"
     assert (Path(row["path"]).with_suffix(".xmp")).exists()
     assert {c.source for c in find_crops(Path(row["path"]), 1)} == {"pic", "darktable", "crs"}
+
+
+def test_photos_left_uncropped_are_counted_and_explained(photo_dir: Path, catalog_path: Path) -> None:
+    """A generic user whose photos pic would rather leave as they are is told why and what to do, not just "done"."""
+    import watch_standins  # noqa: F401  (registers the "mean-crop" stand-in: the whole frame until a model exists)
+
+    from pic_plugin.batch import BatchOptions, run_batch
+    from pic_plugin.catalog import Catalog
+    from pic_plugin.geometry import parse_ratio
+
+    with Catalog(catalog_path) as cat:
+        options = BatchOptions(write=False, scorer="mean-crop", refresh=True)
+        summary = run_batch([photo_dir], options, cat)
+        assert summary.counts["done"] == 3 and summary.uncropped == 3
+        assert "3 best left uncropped" in summary.line()
+        hint = summary.style_hint(options)
+        assert hint is not None and "3 of 3" in hint and "--ratio" in hint and "pic learn" in hint
+        # Somebody who asked for a ratio or named themselves already told pic something: no advice.
+        assert summary.style_hint(BatchOptions(ratio=parse_ratio("4:5"))) is None
+        assert summary.style_hint(BatchOptions(user="me")) is None
+        # Nothing to say when pic cropped most of them.
+        summary.uncropped = 1
+        assert summary.style_hint(options) is None and "1 best left uncropped" in summary.line()
+
+
+def test_cropped_suggestions_are_not_counted_as_uncropped(photo_dir: Path, catalog_path: Path) -> None:
+    from pic_plugin.batch import BatchOptions, run_batch
+    from pic_plugin.catalog import Catalog
+    from pic_plugin.geometry import parse_ratio
+
+    with Catalog(catalog_path) as cat:
+        summary = run_batch([photo_dir], BatchOptions(write=False, ratio=parse_ratio("1:2")), cat)
+    assert summary.counts["done"] == 3 and summary.uncropped == 0 and "uncropped" not in summary.line()
+
+
+def test_batch_prints_the_style_hint_on_stderr(photo_dir: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pic_plugin.batch import BatchSummary
+
+    monkeypatch.setattr(BatchSummary, "style_hint", lambda self, options: "HINT: tell pic your style")
+    code, out, err = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))
+    assert code == 0 and "HINT: tell pic your style" in err and "HINT" not in out  # stdout stays JSON lines
+    assert all(json.loads(line)["status"] == "done" for line in out.splitlines())
