@@ -79,6 +79,32 @@ def test_suggest_only_writes_a_disabled_entry_and_skips_crs(tmp_path: Path) -> N
     assert not (tmp_path / "IMG_0001.xmp").exists()
 
 
+def test_the_whole_frame_adds_no_crop_unless_pics_own_crop_needs_undoing(tmp_path: Path) -> None:
+    """pic leaves most photos of a user it does not know whole: an entry for that would only mark each photo as
+    edited in darktable (and Lightroom). A crop pic applied before is still undone."""
+    full = Box(0.0, 0.0, 1.0, 1.0)
+    for mode in ("apply", "suggest"):
+        img = photo(tmp_path, f"IMG_{mode}.JPG")
+        report = write_suggestion(img, suggestion(img, full), 1, targets=WRITE_TARGETS, mode=mode)  # type: ignore[arg-type]
+        assert report.ok and report.status("pic") == "written" and report.status("darktable") == "unchanged"
+        assert report.darktable_entry is None
+        doc = parse_xmp((tmp_path / f"IMG_{mode}.JPG.xmp").read_bytes())
+        assert not list(doc.array_items(NS_DT, "history") or [])
+        rec = read_record(doc)
+        assert rec is not None and rec.crop == full and rec.darktable is None
+        assert rec.state == ("applied" if mode == "apply" else "suggested")
+        assert not (tmp_path / f"IMG_{mode}.xmp").exists()  # no Lightroom sidecar either
+        assert [c.source for c in find_crops(img, 1)] == ["pic"]
+    img = photo(tmp_path)
+    write_suggestion(img, suggestion(img), 1, targets=WRITE_TARGETS)
+    assert sorted(c.source for c in find_crops(img, 1)) == ["crs", "darktable", "pic"]
+    undo = write_suggestion(img, suggestion(img, full), 1, targets=WRITE_TARGETS)
+    assert undo.status("darktable") == "written" and undo.status("crs") == "written"
+    c = read_crop(parse_xmp((tmp_path / "IMG_0001.JPG.xmp").read_bytes()), 1)
+    assert c is not None and c.enabled and c.is_full_frame  # pic's crop replaced: darktable shows the whole frame
+    assert [c.source for c in find_crops(img, 1)] == ["pic"]
+
+
 def test_rerun_replaces_only_pics_own_entry(tmp_path: Path) -> None:
     img = photo(tmp_path)
     write_suggestion(img, suggestion(img), 1)

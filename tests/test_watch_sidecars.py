@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -91,6 +92,8 @@ def _model_of(image: Path) -> str | None:
 def test_sidecars_stay_valid_xmp_after_bursts(tmp_path: Path, catalog_path: Path) -> None:
     root = tmp_path / "photos"
     root.mkdir()
+    with Catalog(catalog_path) as cat:  # the stand-in's "model": a real crop (the whole frame adds no entry)
+        cat.save_model("me", json.dumps([0.1, 0.1, 0.9, 0.85]).encode(), {}, note="stand-in")
     with running_watcher([root], catalog_path, fast_options(scorer="mean-crop"), learner=None) as run:
         for i in range(20):
             (root / f"b{i}.jpg").write_bytes(jpeg_bytes(make_photo(200, 150, seed=i)))

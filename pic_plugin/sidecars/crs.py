@@ -210,6 +210,9 @@ def write_crs(
             return CrsWrite("kept-user-crop", existing.corners, ["the user's crs crop is kept"])
         if is_own and _same(existing.corners, stored):
             return CrsWrite("unchanged", stored)
+    elif _is_full(stored):
+        # The whole frame and no crop to undo: a crop setting would only mark the photo as edited.
+        return CrsWrite("unchanged", None, ["the whole frame: no crop needed"])
     doc.set(NS_CRS, "HasCrop", "True", "crs")
     for name, value in zip(("CropLeft", "CropTop", "CropRight", "CropBottom"), stored, strict=True):
         doc.set(NS_CRS, name, repr(float(value)), "crs")

@@ -784,6 +784,10 @@ def write_crop(
     if users is not None and not force:
         return DarktableWrite("kept-user-crop", users.num, users.params_text, users.enabled,
                               notes=[f"the user's {users.operation} entry (num {users.num}) is kept"])
+    if _is_full(crop) and not is_own and users is None:
+        # The whole frame, and no crop of pic's to undo: darktable already shows the whole frame, and an entry
+        # would only mark the photo as edited in the lighttable (pic leaves most photos of an unknown user whole).
+        return DarktableWrite("unchanged", enabled=enabled, notes=["the whole frame: no crop entry needed"])
 
     # darktable's crop frame: pic's displayed frame through the effective flip (and a mirroring clipping)
     frame_o, _ = frame_orientation(effective.get(("flip", 0)), orientation)
