@@ -76,8 +76,8 @@ class FileResult:
         return out
 
 
-#: A suggestion keeping more than this share of the frame says "leave the photo as it is".
-UNCROPPED_AREA = 0.98
+#: A crop keeping at least this share of the frame is the whole frame: "leave the photo as it is".
+UNCROPPED_AREA = 0.999
 
 
 @dataclass
@@ -266,7 +266,7 @@ def run_batch(
             summary.kept_user_crops += 1
         if result.status == "error":
             summary.failed.append((result.path, result.error or "error"))
-        if result.status == "done" and result.suggestion is not None and result.suggestion.crop.area > UNCROPPED_AREA:
+        if result.status == "done" and result.suggestion is not None and result.suggestion.crop.area >= UNCROPPED_AREA:
             summary.uncropped += 1
         if on_result:
             on_result(result)
@@ -397,7 +397,7 @@ def review_decision(catalog: Catalog, image_id: int, content_key: str, user: str
         if row is not None:
             if row["detail"].get("decision") == "rejected":
                 return "rejected"
-            if row["crop"].area >= 0.999:
+            if row["crop"].area >= UNCROPPED_AREA:
                 return "uncropped"
     for previous in catalog.suggestions_for_image(image_id):
         if previous["user"] == (user or "") and previous["status"] == "rejected":
