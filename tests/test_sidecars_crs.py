@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import missing_requirement
@@ -88,12 +88,19 @@ def test_bad_values_are_sidecar_errors() -> None:
     x=st.tuples(st.floats(0, 1), st.floats(0, 1)), y=st.tuples(st.floats(0, 1), st.floats(0, 1)),
     orientation=st.integers(1, 8), w=st.integers(1, 9000), h=st.integers(1, 9000),
 )
+@example(x=(0.0, 1.0), y=(0.0, 1.0), orientation=6, w=40, h=30)  # the whole frame
 def test_written_crops_read_back_exactly(x, y, orientation: int, w: int, h: int) -> None:
     box = Box(min(x), min(y), max(x), max(y))
     if not box.is_valid():
         return
     doc = XmpDocument.new()
     res = write_crs(doc, box, orientation, size=(w, h))
+    if all(abs(a - b) <= 1e-6 for a, b in zip(box, (0.0, 0.0, 1.0, 1.0), strict=True)):
+        # The whole frame and no crop to undo: nothing written (a crop setting would only mark it as edited).
+        assert res.status == "unchanged" and res.stored is None
+        c = read_crs(parse_xmp(doc.to_bytes()), orientation)
+        assert c is None or not c.has_crop
+        return
     assert res.status == "written"
     c = read_crs(parse_xmp(doc.to_bytes()), orientation)
     assert c is not None and c.has_crop and not c.already_applied and not c.approximate
