@@ -41,7 +41,11 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 def profile(
     user: str, sets: tuple[str, ...], unsets: tuple[str, ...], as_json: bool, catalog_path: Path | None
 ) -> None:
-    """Show or set a user's profile attributes (a cold start for their crop style)."""
+    """Show or set a user's profile attributes (a cold start for their crop style).
+
+    The profile steers pic's suggestions for the user (a strong preference, weighed against what the photo
+    suggests) until 5 of their own crops say more; to get one ratio exactly, ask for it: pic batch --ratio 4:5.
+    """
     from pic_plugin.model import unknown_attributes
 
     with open_catalog(catalog_path) as catalog:
