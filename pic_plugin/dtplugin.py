@@ -28,7 +28,7 @@ from .catalog import Catalog
 from .dtstyle import Style, StyleItem, crop_item, make_style, read_style, write_style
 from .editor_io import WorkDir
 from .errors import PicError
-from .geometry import FULL_FRAME, Box, Ratio
+from .geometry import FULL_FRAME, Box, Ratio, is_full_frame
 from .scan import file_signature
 from .sidecars import write_suggestion
 from .sidecars.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
@@ -99,7 +99,7 @@ def snapshot_name(index: int) -> str:
 
 
 def _is_full(box: Box) -> bool:
-    return all(abs(a - b) <= FULL_FRAME_EPS for a, b in zip(box, FULL_FRAME, strict=True))
+    return is_full_frame(box, FULL_FRAME_EPS)
 
 
 def _crop_box(item: StyleItem) -> Box | None:

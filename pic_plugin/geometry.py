@@ -83,6 +83,11 @@ class Box(NamedTuple):
 FULL_FRAME = Box(0.0, 0.0, 1.0, 1.0)
 
 
+def is_full_frame(box: Box | tuple[float, ...], eps: float) -> bool:
+    """Every edge of ``box`` within ``eps`` of the frame's (each format stores edges at its own precision)."""
+    return all(abs(a - b) <= eps for a, b in zip(box, FULL_FRAME, strict=True))
+
+
 def intersection(a: Box, b: Box) -> float:
     w = min(a.right, b.right) - max(a.left, b.left)
     h = min(a.bottom, b.bottom) - max(a.top, b.top)

@@ -32,7 +32,7 @@ from typing import Any
 from .catalog import Catalog
 from .decode import image_format
 from .errors import PicError
-from .geometry import Box
+from .geometry import Box, is_full_frame
 from .orientation import displayed_size, normalize_orientation, read_exif_orientation
 from .scan import content_key, iter_images
 from .sidecars import digikam
@@ -93,7 +93,7 @@ ErrorSink = Callable[[str, str], None]
 
 
 def _is_full(box: Box) -> bool:
-    return all(abs(a - b) <= FULL_FRAME_EPS for a, b in zip(box, (0.0, 0.0, 1.0, 1.0), strict=True))
+    return is_full_frame(box, FULL_FRAME_EPS)
 
 
 # --- image facts ---------------------------------------------------------------------------------------------------

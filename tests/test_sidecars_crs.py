@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import missing_requirement
 from pic_plugin.errors import SidecarError
-from pic_plugin.geometry import Box
+from pic_plugin.geometry import Box, is_full_frame
 from pic_plugin.orientation import stored_to_displayed
 from pic_plugin.sidecars import crs
 from pic_plugin.sidecars.crs import NS_CRS, NS_TIFF, read_crs, write_crs
@@ -95,7 +95,7 @@ def test_written_crops_read_back_exactly(x, y, orientation: int, w: int, h: int)
         return
     doc = XmpDocument.new()
     res = write_crs(doc, box, orientation, size=(w, h))
-    if all(abs(a - b) <= 1e-6 for a, b in zip(box, (0.0, 0.0, 1.0, 1.0), strict=True)):
+    if is_full_frame(box, 1e-6):
         # The whole frame and no crop to undo: nothing written (a crop setting would only mark it as edited).
         assert res.status == "unchanged" and res.stored is None
         c = read_crs(parse_xmp(doc.to_bytes()), orientation)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import SidecarError
-from ..geometry import FULL_FRAME, Box
+from ..geometry import Box, is_full_frame
 from ..orientation import displayed_to_stored, normalize_orientation, stored_to_displayed
 from .picns import NS_PIC, parse_box, write_crs_marker
 from .xmp import XmpDocument
@@ -97,7 +97,7 @@ class CrsCrop:
 
 
 def _is_full(box: Box) -> bool:
-    return all(abs(a - b) <= 1e-6 for a, b in zip(box, FULL_FRAME, strict=True))
+    return is_full_frame(box, 1e-6)
 
 
 def _rotated_bound(corners: Box, angle_deg: float, size: tuple[float, float]) -> Box:

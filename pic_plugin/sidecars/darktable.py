@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import SidecarError
-from ..geometry import FULL_FRAME, Box
+from ..geometry import FULL_FRAME, Box, is_full_frame
 from ..orientation import displayed_to_stored, normalize_orientation, stored_to_displayed
 from .xmp import NS_RDF, Struct, XmpDocument, new_item_like
 
@@ -375,7 +375,7 @@ def _rot(x: float, y: float, angle: float) -> tuple[float, float]:
 
 
 def _is_full(box: Box) -> bool:
-    return all(abs(a - b) <= FULL_FRAME_EPS for a, b in zip(box, FULL_FRAME, strict=True))
+    return is_full_frame(box, FULL_FRAME_EPS)
 
 
 def clipping_content(cp: ClippingParams, sub: Box = FULL_FRAME,
