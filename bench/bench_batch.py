@@ -28,13 +28,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pic_plugin import scorers  # noqa: E402
-from pic_plugin.analysis import analyze_file  # noqa: E402
-from pic_plugin.datasets import shared_data_dir  # noqa: E402
-from pic_plugin.decode import decode  # noqa: E402
-from pic_plugin.features import set_single_threaded, tune_allocator  # noqa: E402
-from pic_plugin.geometry import FREE  # noqa: E402
-from pic_plugin.suggest import suggest  # noqa: E402
+from pic_plugin.analysis.features import set_single_threaded, tune_allocator  # noqa: E402
+from pic_plugin.analysis.suggest import suggest  # noqa: E402
+from pic_plugin.core.geometry import FREE  # noqa: E402
+from pic_plugin.imaging.decode import decode  # noqa: E402
+from pic_plugin.library.analyze import analyze_file  # noqa: E402
+from pic_plugin.model import scorers  # noqa: E402
+from pic_plugin.research.datasets import shared_data_dir  # noqa: E402
 
 SIZE = (6000, 4000)
 
@@ -110,7 +110,7 @@ def main() -> int:
             cropper.crop(im.convert("RGB"), 100, 100)
 
     results = {
-        "reduced-size decode alone (pic_plugin.decode)": per_image(decode_only, files),
+        "reduced-size decode alone (pic_plugin.imaging.decode)": per_image(decode_only, files),
         "pic (decode + CNN + faces + scoring), 1 core": per_image(pic, files),
         "pic --scorer composition, 1 core": per_image(pic_composition, files),
         "libvips thumbnail --smartcrop attention, 1 thread": per_image(vips_attention, files),
@@ -121,7 +121,7 @@ def main() -> int:
         print(f"{name:<{width}}  {sec * 1000:8.1f} ms/image")
     pic_s = results["pic (decode + CNN + faces + scoring), 1 core"]
     print()
-    print(f"pic / decode alone : {pic_s / results['reduced-size decode alone (pic_plugin.decode)']:.2f}x  (target <= 3x)")
+    print(f"pic / decode alone : {pic_s / results['reduced-size decode alone (pic_plugin.imaging.decode)']:.2f}x  (target <= 3x)")
     print(f"pic / libvips      : {pic_s / results['libvips thumbnail --smartcrop attention, 1 thread']:.2f}x  (target < 1x)")
     print(f"pic / smartcrop.py : {pic_s / results['smartcrop.py, 1 core']:.2f}x")
 

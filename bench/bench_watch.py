@@ -11,7 +11,7 @@ library to time the stat-only rescan of an unchanged library.
 ``--no-analysis`` replaces the per-photo analysis (decode + CNN + scoring) with a constant suggestion, to
 measure the event path alone (events -> debounce -> queue -> catalog -> sidecar write). Without it every photo
 is decoded and analysed for real, which is what bounds the rate. Uses the real sidecar writer and reader
-(``pic_plugin.sidecars``) when present, else the JSON stand-ins of ``tests/watch_standins.py`` (said in the output).
+(``pic_plugin.editors.sidecars``) when present, else the JSON stand-ins of ``tests/watch_standins.py`` (said in the output).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import pic_plugin.watcher as watcher_mod  # noqa: E402
-from pic_plugin import scorers  # noqa: E402
-from pic_plugin.batch import _Output  # noqa: E402
-from pic_plugin.catalog import Catalog  # noqa: E402
-from pic_plugin.geometry import Box  # noqa: E402
-from pic_plugin.scan import content_key  # noqa: E402
-from pic_plugin.suggest import Suggestion  # noqa: E402
-from pic_plugin.watcher import Watcher, WatchOptions, WatchResult  # noqa: E402
+import pic_plugin.library.watch.daemon as watcher_mod  # noqa: E402
+from pic_plugin.analysis.suggest import Suggestion  # noqa: E402
+from pic_plugin.core.geometry import Box  # noqa: E402
+from pic_plugin.library.batch import _Output  # noqa: E402
+from pic_plugin.library.catalog import Catalog  # noqa: E402
+from pic_plugin.library.scan import content_key  # noqa: E402
+from pic_plugin.library.watch.daemon import Watcher, WatchOptions, WatchResult  # noqa: E402
+from pic_plugin.model import scorers  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -70,13 +70,13 @@ def distinct(template: bytes, i: int) -> bytes:
 
 def sidecar_modules() -> tuple[dict, str]:
     try:
-        from pic_plugin.sidecars import find_crops, write_suggestion  # noqa: F401
+        from pic_plugin.editors.sidecars import find_crops, write_suggestion  # noqa: F401
 
-        return {}, "real pic_plugin.sidecars (XMP, darktable entry + pic record)"
+        return {}, "real pic_plugin.editors.sidecars (XMP, darktable entry + pic record)"
     except ImportError:
         import watch_standins as ws
 
-        return dict(writer=ws.json_writer, crop_collector=ws.json_collect), "JSON stand-ins (pic_plugin.sidecars absent)"
+        return dict(writer=ws.json_writer, crop_collector=ws.json_collect), "JSON stand-ins (pic_plugin.editors.sidecars absent)"
 
 
 def stub_process_file(job, options, scorer, catalog, key=None):  # type: ignore[no-untyped-def]
@@ -95,7 +95,7 @@ class _VersionedComposition:
     name = "bench-composition"
 
     def __init__(self, catalog: Catalog | None = None, user: str | None = None, **_: object) -> None:
-        from pic_plugin.composition import CompositionScorer
+        from pic_plugin.analysis.composition import CompositionScorer
 
         self.inner = CompositionScorer()
         self.temperature = self.inner.temperature

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import click
 
-from pic_plugin import scorers
-from pic_plugin.analysis import analyze_with_catalog
-from pic_plugin.batch import BatchOptions, FileResult, parse_targets, run_batch
-from pic_plugin.errors import PicError
-from pic_plugin.geometry import Ratio
-from pic_plugin.scan import parse_shard
-from pic_plugin.suggest import suggest as make_suggestion
+from pic_plugin.analysis.suggest import suggest as make_suggestion
+from pic_plugin.core.errors import PicError
+from pic_plugin.core.geometry import Ratio
+from pic_plugin.library.analyze import analyze_with_catalog
+from pic_plugin.library.batch import BatchOptions, FileResult, parse_targets, run_batch
+from pic_plugin.library.scan import parse_shard
+from pic_plugin.model import scorers
 
 from .common import catalog_option, open_catalog, ratio_option, show_path, user_option
 

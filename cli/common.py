@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from pic_plugin.catalog import Catalog, default_path
-from pic_plugin.geometry import Ratio, parse_ratio
+from pic_plugin.core.geometry import Ratio, parse_ratio
+from pic_plugin.library.catalog import Catalog, default_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -2,7 +2,7 @@
 ``pic learn-files``.
 
 File names reach these commands through argv or through a ``--files-from`` list, never through a shell line the
-plugin built (see ``pic_plugin.editor_io``).
+plugin built (see ``pic_plugin.integrations.file_list``).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import BinaryIO
 
 import click
 
-from pic_plugin import bqm, scorers
-from pic_plugin.dtplugin import PlanOptions, PlanResult, plan
-from pic_plugin.editor_io import WorkDir, read_file_list
-from pic_plugin.errors import PicError
-from pic_plugin.geometry import Ratio
+from pic_plugin.core.errors import PicError
+from pic_plugin.core.geometry import Ratio
+from pic_plugin.integrations import digikam_bqm as bqm
+from pic_plugin.integrations.darktable_plugin import PlanOptions, PlanResult, plan
+from pic_plugin.integrations.file_list import WorkDir, read_file_list
+from pic_plugin.model import scorers
 
 from .common import catalog_option, open_catalog, ratio_option, show_path, user_option
 
@@ -126,7 +127,7 @@ def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | 
 
     The list may name images or their sidecars (``IMG.ext.xmp``, a darktable duplicate's ``IMG_NN.ext.xmp``,
     ``IMG.xmp``); a sidecar stands for its image, whose crops (all duplicates included) are then read."""
-    from pic_plugin.watch_events import photos_for_sidecar
+    from pic_plugin.library.watch.events import photos_for_sidecar
 
     found: list[Path] = []
     for p in _images(paths, files_from):

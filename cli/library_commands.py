@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pic_plugin.harvest import LibraryCrop, collect_crops
+from pic_plugin.library.harvest import LibraryCrop, collect_crops
 
 from .common import show_path
 

@@ -1,6 +1,6 @@
 """``pic profile``, ``pic learn``, ``pic eval``, ``pic train`` and ``pic model``: the personalization commands.
 
-Thin click wrappers over ``pic_plugin.personalize``, ``pic_plugin.evaluation`` and ``pic_plugin.training``.
+Thin click wrappers over ``pic_plugin.model.personalize``, ``pic_plugin.research.evaluation`` and ``pic_plugin.research.prior_training``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def profile(
     The profile steers pic's suggestions for the user (a strong preference, weighed against what the photo
     suggests) until 5 of their own crops say more; to get one ratio exactly, ask for it: pic batch --ratio 4:5.
     """
-    from pic_plugin.model import unknown_attributes
+    from pic_plugin.model.network import unknown_attributes
 
     with open_catalog(catalog_path) as catalog:
         attributes = dict((catalog.user(user) or {}).get("attributes", {}))
@@ -129,9 +129,9 @@ def learn(
     --from-library reads the crops you already made (darktable sidecars and duplicates, Lightroom/Camera Raw crs
     crops, digiKam versions; see `pic crops`) into the catalog; re-reading a library only updates what changed.
     """
-    from pic_plugin.harvest import harvest
-    from pic_plugin.personalize import learn as learn_crops
-    from pic_plugin.personalize import read_crop_file
+    from pic_plugin.library.harvest import harvest
+    from pic_plugin.model.personalize import learn as learn_crops
+    from pic_plugin.model.personalize import read_crop_file
 
     if more_library and not library:
         raise click.UsageError("paths after the options belong to --from-library: pic learn --from-library PATH...")
@@ -208,12 +208,12 @@ def eval_command(
     user: str | None, heldout: float, n_users: int, quick: bool, as_json: bool, catalog_path: Path | None
 ) -> None:
     """How well pic predicts crops: a user's held-out crops, or DESIGN section 6 on the shared photos."""
-    from pic_plugin import evaluation
-    from pic_plugin.model import load_prior
+    from pic_plugin.model.network import load_prior
+    from pic_plugin.research import evaluation
 
     net, _ = load_prior()
     if user:
-        from pic_plugin.personalize import user_crop_examples
+        from pic_plugin.model.personalize import user_crop_examples
 
         with open_catalog(catalog_path) as catalog:
             pairs, errors = user_crop_examples(catalog, user)
@@ -237,7 +237,7 @@ def eval_command(
         for method, m in report["methods"].items():
             click.echo(f"| {method} | {m['iou']:.3f} | {m['bde']:.3f} | {m['hit']:.3f} | {m['face_cuts']} |")
         return
-    from pic_plugin.evaluation_report import protocol_report
+    from pic_plugin.research.evaluation.report import protocol_report
 
     try:
         text, data = protocol_report(
@@ -290,7 +290,7 @@ def train(
     cache: Path | None,
 ) -> None:
     """Retrain the shared prior (needs the development photos, or your own copies of the datasets)."""
-    from pic_plugin.prior_recipe import train_shipped_prior
+    from pic_plugin.research.prior_recipe import train_shipped_prior
 
     try:
         train_shipped_prior(
@@ -347,8 +347,8 @@ def model(user: str, rollback: bool, activate: int | None, as_json: bool, catalo
 def _habit(catalog: Any, user: str) -> str | None:
     """The user's framing habit in words: the active model's rule, else what their profile says. Reads the
     stored JSON directly, so listing does not load torch."""
-    from pic_plugin.framing_rule import FramingRule, rule_from_attributes
-    from pic_plugin.model_version import active_user_record
+    from pic_plugin.model.framing_rule import FramingRule, rule_from_attributes
+    from pic_plugin.model.version import active_user_record
 
     active = active_user_record(catalog, user)
     stored = active[1] if active is not None else None

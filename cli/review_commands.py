@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from pic_plugin import scorers
-from pic_plugin.batch import BatchOptions, FileResult, run_batch
-from pic_plugin.catalog import Catalog
-from pic_plugin.errors import PicError
-from pic_plugin.geometry import Ratio
+from pic_plugin.core.errors import PicError
+from pic_plugin.core.geometry import Ratio
+from pic_plugin.library.batch import BatchOptions, FileResult, run_batch
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.model import scorers
 
 from .common import catalog_option, open_catalog, ratio_option, show_path, user_option
 
@@ -83,9 +83,9 @@ def review(
     as your own (sidecars and catalog) and teaches pic your style (--user); rejecting is recorded too, and U
     on the page undoes the last decisions.
     """
-    from pic_plugin.batch import parse_targets
-    from pic_plugin.review import ReviewServer
-    from pic_plugin.review_session import ReviewOptions, ReviewSession
+    from pic_plugin.library.batch import parse_targets
+    from pic_plugin.review.server import ReviewServer
+    from pic_plugin.review.session import ReviewOptions, ReviewSession
 
     _paths_or_usage(paths)
     try:
@@ -136,7 +136,7 @@ def _crop_snapshot(catalog: Catalog, user: str | None) -> list[tuple[str, str, s
 
 def _learn(catalog: Catalog, user: str) -> None:
     """The decisions of this review are the user's crops now: fine-tune once, when the page closes."""
-    from pic_plugin.personalize import learn
+    from pic_plugin.model.personalize import learn
 
     result = learn(catalog, user, note="after review")
     if result.version is not None:
@@ -166,7 +166,7 @@ def report(
 
     Photos without a suggestion are suggested first; nothing is written next to the photos.
     """
-    from pic_plugin.report import entries, write_report
+    from pic_plugin.review.report import entries, write_report
 
     _paths_or_usage(paths)
     with open_catalog(catalog_path) as catalog:

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from pic_plugin import scorers
-from pic_plugin.batch import parse_targets
-from pic_plugin.geometry import Ratio
+from pic_plugin.core.geometry import Ratio
+from pic_plugin.library.batch import parse_targets
+from pic_plugin.model import scorers
 
 from .common import catalog_option, open_catalog, ratio_option, show_path
 
@@ -68,8 +68,8 @@ def watch(
     disabled crop entry, and a photo you cropped yourself is never written to. For a background service see
     contrib/systemd/pic-watch.service.
     """
-    from pic_plugin.watch_state import DaemonRunning
-    from pic_plugin.watcher import Watcher, WatchOptions, WatchResult
+    from pic_plugin.library.watch.daemon import Watcher, WatchOptions, WatchResult
+    from pic_plugin.library.watch.state import DaemonRunning
 
     missing = [p for p in paths if not p.is_dir()]
     if len(missing) == len(paths):
@@ -137,8 +137,8 @@ def _setup_logging(verbose: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 def status(catalog_path: Path | None, user: str | None, as_json: bool) -> None:
     """Show the watcher: running or not, watched folders, queue, last fine-tune, model versions, problems."""
-    from pic_plugin.catalog import default_path
-    from pic_plugin.watch_state import status_report
+    from pic_plugin.library.catalog import default_path
+    from pic_plugin.library.watch.state import status_report
 
     path = catalog_path if catalog_path is not None else default_path()
     if not path.exists():

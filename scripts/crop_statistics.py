@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pic_plugin.composition import GEOMETRY_FILE
-from pic_plugin.datasets import shared_data_dir
+from pic_plugin.analysis.composition import GEOMETRY_FILE
+from pic_plugin.research.datasets import shared_data_dir
 
 BINS = 20
 

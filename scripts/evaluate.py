@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from pic_plugin.evaluation_report import protocol_report
+from pic_plugin.research.evaluation.report import protocol_report
 
 
 def main() -> int:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from pic_plugin.batch import BatchOptions, run_batch
-from pic_plugin.catalog import Catalog
-from pic_plugin.review import ReviewServer
-from pic_plugin.review_session import ReviewOptions, ReviewSession
-from pic_plugin.thumbnails import ThumbnailCache
+from pic_plugin.imaging.thumbnails import ThumbnailCache
+from pic_plugin.library.batch import BatchOptions, run_batch
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.review.server import ReviewServer
+from pic_plugin.review.session import ReviewOptions, ReviewSession
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]

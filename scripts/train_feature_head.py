@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pic_plugin import backbone
-from pic_plugin.datasets import subject_photos
-from pic_plugin.decode import decode
-from pic_plugin.feature_head import HEAD_FILE, FeatureHead, backbone_input
+from pic_plugin.analysis import backbone
+from pic_plugin.analysis.heads import HEAD_FILE, FeatureHead, backbone_input
+from pic_plugin.imaging.decode import decode
+from pic_plugin.research.datasets import subject_photos
 
 
 def load_examples(photos, flip: bool):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pic_plugin.prior_recipe import train_shipped_prior
+from pic_plugin.research.prior_recipe import train_shipped_prior
 
 
 def main() -> int:

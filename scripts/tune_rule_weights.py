@@ -20,20 +20,20 @@ from dataclasses import replace
 
 import numpy as np
 
-from pic_plugin import evaluation as ev
-from pic_plugin import model as M
-from pic_plugin.datasets import subject_photos
-from pic_plugin.feature_store import FeatureStore
-from pic_plugin.geometry import FREE, contains_fraction, iou
-from pic_plugin.personas import broad_family, design_family, tuning_personas
-from pic_plugin.training import UserExample, finetune, load_or_make_oof_maps, validation_fold
+from pic_plugin.core.geometry import FREE, contains_fraction, iou
+from pic_plugin.model import network as M
+from pic_plugin.research import evaluation as ev
+from pic_plugin.research.datasets import subject_photos
+from pic_plugin.research.feature_store import FeatureStore
+from pic_plugin.research.personas import broad_family, design_family, tuning_personas
+from pic_plugin.research.prior_training import UserExample, finetune, load_or_make_oof_maps, validation_fold
 
 
 def _mean_iou(net, user, setting, photos, persona, held, crops) -> float:  # type: ignore[no-untyped-def]
     out = []
     for i in held:
         ratio = persona.requested_ratio(photos[i].size) if setting == "ratio" else FREE
-        out.append(iou(ev._suggest(net, user, photos[i].analysis, ratio, {}), crops[i]))
+        out.append(iou(ev.suggest_box(net, user, photos[i].analysis, ratio, {}), crops[i]))
     return float(np.mean(out))
 
 
@@ -56,7 +56,7 @@ def _subject_keep(net, photos, personas) -> None:  # type: ignore[no-untyped-def
                     for persona in personas:
                         ratio = persona.requested_ratio(ep.size) if setting == "ratio" else FREE
                         if ratio.name not in boxes:
-                            boxes[ratio.name] = ev._suggest(net, nobody, ep.analysis, ratio, {})
+                            boxes[ratio.name] = ev.suggest_box(net, nobody, ep.analysis, ratio, {})
                         box = boxes[ratio.name]
                         ious.append(iou(box, persona.crop(ep.photo.subject_box, ep.size, ep.key)))
                         kept.append(contains_fraction(box, ep.photo.subject_box) >= ev.RETAIN)

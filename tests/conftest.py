@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pic_plugin.datasets import shared_data_dir
+from pic_plugin.research.datasets import shared_data_dir
 
 STRICT = os.environ.get("PIC_STRICT_SKIPS") == "1"
 
@@ -113,7 +113,7 @@ def net():  # type: ignore[no-untyped-def]
     """A PIC network with seeded random weights: tests of the model's mechanics, independent of the shipped file."""
     import torch
 
-    from pic_plugin.model import PicNet
+    from pic_plugin.model.network import PicNet
 
     torch.manual_seed(0)
     n = PicNet()

@@ -41,7 +41,7 @@ def test_batch_json_then_unchanged_rerun_does_no_image_work(photo_dir: Path, cat
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["status"] for r in rows) == ["done"] * 3
 
-    import pic_plugin.batch as batch
+    import pic_plugin.library.batch as batch
 
     def boom(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("image work on an unchanged folder")
@@ -131,9 +131,9 @@ def test_demo_copies_free_samples(tmp_path: Path) -> None:
 
 
 def test_batch_writes_sidecars_and_keeps_user_crops(photo_dir: Path, catalog_path: Path) -> None:
-    from pic_plugin.geometry import Box
-    from pic_plugin.sidecars import find_crops
-    from pic_plugin.sidecars.darktable import sidecar_path
+    from pic_plugin.core.geometry import Box
+    from pic_plugin.editors.darktable import sidecar_path
+    from pic_plugin.editors.sidecars import find_crops
 
     before = _hashes(photo_dir)
     code, out, _ = _run("batch", str(photo_dir), "--json", "-j", "1", "--catalog", str(catalog_path))
@@ -146,8 +146,8 @@ def test_batch_writes_sidecars_and_keeps_user_crops(photo_dir: Path, catalog_pat
     assert rows["img_0.jpg"]["written"]["darktable"] == "written"
 
     # The user makes their own crop in "darktable": a later run keeps it and records only the suggestion.
-    from pic_plugin.sidecars.darktable import write_crop
-    from pic_plugin.sidecars.xmp import parse_xmp, read_sidecar, write_sidecar_atomic
+    from pic_plugin.editors.darktable import write_crop
+    from pic_plugin.editors.xmp import parse_xmp, read_sidecar, write_sidecar_atomic
 
     side = sidecar_path(img)
     doc, stamp = read_sidecar(side)
@@ -167,7 +167,7 @@ def test_batch_writes_sidecars_and_keeps_user_crops(photo_dir: Path, catalog_pat
 
 
 def test_batch_suggest_only_and_crs(photo_dir: Path, catalog_path: Path) -> None:
-    from pic_plugin.sidecars import find_crops
+    from pic_plugin.editors.sidecars import find_crops
 
     code, out, _ = _run(
         "batch", str(photo_dir), "--suggest-only", "--targets", "pic,darktable,crs", "--json", "-j", "1",
@@ -191,9 +191,9 @@ def test_photos_left_uncropped_are_counted_and_explained(photo_dir: Path, catalo
     """A generic user whose photos pic would rather leave as they are is told why and what to do, not just "done"."""
     import watch_standins  # noqa: F401  (registers the "mean-crop" stand-in: the whole frame until a model exists)
 
-    from pic_plugin.batch import BatchOptions, run_batch
-    from pic_plugin.catalog import Catalog
-    from pic_plugin.geometry import parse_ratio
+    from pic_plugin.core.geometry import parse_ratio
+    from pic_plugin.library.batch import BatchOptions, run_batch
+    from pic_plugin.library.catalog import Catalog
 
     with Catalog(catalog_path) as cat:
         options = BatchOptions(write=False, scorer="mean-crop", refresh=True)
@@ -211,9 +211,9 @@ def test_photos_left_uncropped_are_counted_and_explained(photo_dir: Path, catalo
 
 
 def test_cropped_suggestions_are_not_counted_as_uncropped(photo_dir: Path, catalog_path: Path) -> None:
-    from pic_plugin.batch import BatchOptions, run_batch
-    from pic_plugin.catalog import Catalog
-    from pic_plugin.geometry import parse_ratio
+    from pic_plugin.core.geometry import parse_ratio
+    from pic_plugin.library.batch import BatchOptions, run_batch
+    from pic_plugin.library.catalog import Catalog
 
     with Catalog(catalog_path) as cat:
         summary = run_batch([photo_dir], BatchOptions(write=False, ratio=parse_ratio("1:2")), cat)
@@ -221,7 +221,7 @@ def test_cropped_suggestions_are_not_counted_as_uncropped(photo_dir: Path, catal
 
 
 def test_batch_prints_the_style_hint_on_stderr(photo_dir: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from pic_plugin.batch import BatchSummary
+    from pic_plugin.library.batch import BatchSummary
 
     monkeypatch.setattr(BatchSummary, "style_hint", lambda self, options: "HINT: tell pic your style")
     code, out, err = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))

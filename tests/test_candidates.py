@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pic_plugin.candidates import gaic_grid, generate, jitter
-from pic_plugin.geometry import Box, parse_ratio
+from pic_plugin.analysis.candidates import gaic_grid, generate, jitter
+from pic_plugin.core.geometry import Box, parse_ratio
 
 
 def test_gaic_grid_follows_the_paper_rules() -> None:

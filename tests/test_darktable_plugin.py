@@ -29,8 +29,8 @@ from darktable_gui import Xvfb, active, missing_programs, read_history, run_dark
 from PIL import Image, ImageOps
 
 from conftest import jpeg_bytes, make_photo, missing_requirement
-from pic_plugin.dtstyle import StyleItem, crop_item, make_style, write_style
-from pic_plugin.geometry import Box
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors.darktable.styles import StyleItem, crop_item, make_style, write_style
 
 pytestmark = [pytest.mark.slow, pytest.mark.darktable]
 

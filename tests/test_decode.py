@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.decode import MAX_PIXELS, decode, open_full
-from pic_plugin.errors import DecodeError
+from pic_plugin.core.errors import DecodeError
+from pic_plugin.imaging.decode import MAX_PIXELS, decode, open_full
 
 
 def _sha(path: Path) -> str:

@@ -161,8 +161,8 @@ def test_naive_script_line_is_what_the_here_document_avoids(tmp_path: Path) -> N
 
 
 def test_parse_bqm_paths_takes_any_input_name() -> None:
-    from pic_plugin.bqm import parse_bqm_paths
-    from pic_plugin.errors import PicError
+    from pic_plugin.core.errors import PicError
+    from pic_plugin.integrations.digikam_bqm import parse_bqm_paths
 
     src = b'/a/"quoted"\nnew "\nline\' `x` $y.jpg'
     assert parse_bqm_paths(b'"' + src + b'"\n"/tmp/o.jpg"\n') == (Path(os.fsdecode(src)), Path("/tmp/o.jpg"))

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pic_plugin.errors import SidecarError
-from pic_plugin.geometry import Box
-from pic_plugin.sidecars.digikam import (
+from pic_plugin.core.errors import SidecarError
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors.digikam.history import (
     FileRef,
     FilterStep,
     History,
@@ -327,8 +327,8 @@ def test_fuzzed_documents_never_crash(doc):
 def test_version_keeping_the_original_orientation_was_cropped_in_the_stored_frame(tmp_path: Path):
     """Batch Queue Manager versions are not auto-rotated: a version that keeps the original's EXIF orientation
     (instead of the editor's reset to 1) had its steps applied to the stored raster."""
-    from pic_plugin.orientation import stored_to_displayed
-    from pic_plugin.sidecars.digikam import OriginalLink, VersionInfo, version_crop
+    from pic_plugin.core.orientation import stored_to_displayed
+    from pic_plugin.editors.digikam.history import OriginalLink, VersionInfo, version_crop
 
     steps = [crop_step(0, 0, 30, 20)]
     info = VersionInfo(tmp_path / "v.jpg", History([ORIGINAL, *steps]), "embedded", None)

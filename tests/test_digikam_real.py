@@ -15,9 +15,9 @@ from editor_fixtures import REAL
 from PIL import Image, ImageOps
 from test_digikam_history import exif_display
 
-from pic_plugin.editor_databases import DigikamDatabase
-from pic_plugin.orientation import read_exif_orientation
-from pic_plugin.sidecars.digikam import parse_history, replay
+from pic_plugin.core.orientation import read_exif_orientation
+from pic_plugin.editors.databases import DigikamDatabase
+from pic_plugin.editors.digikam.history import parse_history, replay
 
 ORIGINAL = REAL / "IMG_0001.JPG"
 
@@ -83,7 +83,7 @@ def test_real_v2_crosses_an_intermediate_version_and_a_resize():
 
 
 def test_embedded_history_equals_the_database_copy():
-    from pic_plugin.sidecars.digikam import read_version
+    from pic_plugin.editors.digikam.history import read_version
 
     db = histories()
     # ImageUniqueID = 32 random hex digits + the uniqueHashV2 of the file the editor had loaded: the original
@@ -97,7 +97,7 @@ def test_embedded_history_equals_the_database_copy():
 
 
 def test_fixture_files_are_what_digikam_recorded():
-    from pic_plugin.sidecars.digikam import unique_hash_v2
+    from pic_plugin.editors.digikam.history import unique_hash_v2
 
     assert unique_hash_v2(ORIGINAL) == "48e49b7888f3576dc311b1fb102c28b9"
     assert Path(ORIGINAL).stat().st_size == 115801

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pic_plugin.dtstyle import StyleItem, crop_item, make_style, read_style, render_style, write_style
-from pic_plugin.errors import PicError
-from pic_plugin.geometry import FULL_FRAME, Box
+from pic_plugin.core.errors import PicError
+from pic_plugin.core.geometry import FULL_FRAME, Box
+from pic_plugin.editors.darktable.styles import StyleItem, crop_item, make_style, read_style, render_style, write_style
 
 # Exported by darktable 4.2.1 under Xvfb (image:create_style + dt.styles.export) from an image whose history was
 # an exposure edit followed by a crop; iop_list shortened.

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from conftest import jpeg_bytes, make_photo
 from pic_cli.main import cli
-from pic_plugin.dtplugin import UNDO_STYLE_NAME, snapshot_name
-from pic_plugin.dtstyle import StyleItem, crop_item, make_style, read_style, write_style
-from pic_plugin.editor_io import read_file_list, tsv_field, write_file_list
-from pic_plugin.geometry import FULL_FRAME, Box, iou
+from pic_plugin.core.geometry import FULL_FRAME, Box, iou
+from pic_plugin.editors.darktable.styles import StyleItem, crop_item, make_style, read_style, write_style
+from pic_plugin.integrations.darktable_plugin import UNDO_STYLE_NAME, snapshot_name
+from pic_plugin.integrations.file_list import read_file_list, tsv_field, write_file_list
 
 HOSTILE = ["plain.jpg", "sp ace.jpg", "it's \"$HOME\" `id` $(x).jpg", "new\nline.jpg", "tab\there;rm -rf.jpg"]
 
@@ -213,7 +213,7 @@ def test_learn_files_learns_the_darktable_crops_for_real(tmp_path: Path, catalog
     """The darktable plugin's path end to end: sidecars in a list -> harvest -> fine-tune -> a model version."""
     from editor_fixtures import crop_params, darktable_sidecar
 
-    from pic_plugin.catalog import Catalog
+    from pic_plugin.library.catalog import Catalog
 
     photos = tmp_path / "it's a \"film\" $roll"
     photos.mkdir()
@@ -270,8 +270,8 @@ DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
 
 def test_dtstyle_sidecar_route_appends_to_the_current_sidecar(hostile_dir: Path, tmp_path: Path,
                                                              catalog_path: Path) -> None:
-    from pic_plugin.sidecars.darktable import read_history
-    from pic_plugin.sidecars.xmp import parse_xmp
+    from pic_plugin.editors.darktable import read_history
+    from pic_plugin.editors.xmp import parse_xmp
 
     image = hostile_dir / HOSTILE[2]
     sidecar = hostile_dir / (HOSTILE[2] + ".xmp")

@@ -15,14 +15,9 @@ from editor_fixtures import REAL, DkImage, make_digikam_db, snapshot
 from hypothesis import HealthCheck, given, settings
 from test_digikam_history import chains, coordinate_image
 
-from pic_plugin.editor_databases import (
-    DigikamDatabase,
-    EditorDatabaseError,
-    connect_readonly,
-    resolve_digikam_root,
-)
-from pic_plugin.geometry import Box
-from pic_plugin.sidecars.digikam import FileRef, History, parse_history, replay
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors.databases import DigikamDatabase, EditorDatabaseError, connect_readonly, resolve_digikam_root
+from pic_plugin.editors.digikam.history import FileRef, History, parse_history, replay
 
 
 @pytest.fixture

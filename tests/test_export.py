@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from conftest import make_photo
-from pic_plugin.errors import PicError
-from pic_plugin.export import export_crop, export_path
-from pic_plugin.geometry import Box, parse_ratio
+from pic_plugin.core.errors import PicError
+from pic_plugin.core.geometry import Box, parse_ratio
+from pic_plugin.imaging.export import export_crop, export_path
 
 ICC = b"\x00\x00\x02\x0cfake-icc-profile" * 8
 

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from conftest import make_photo
-from pic_plugin.backbone import load_backbone, normalize
-from pic_plugin.composition import CompositionScorer, candidate_stats
-from pic_plugin.decode import decode
-from pic_plugin.faces import Face
-from pic_plugin.feature_head import roi_rod_pool
-from pic_plugin.features import ImageAnalysis, IntegralMap, analyze, input_shape
-from pic_plugin.geometry import Box, contains_fraction, parse_ratio
-from pic_plugin.suggest import suggest
+from pic_plugin.analysis.backbone import load_backbone, normalize
+from pic_plugin.analysis.composition import CompositionScorer, candidate_stats
+from pic_plugin.analysis.features import ImageAnalysis, IntegralMap, analyze, input_shape
+from pic_plugin.analysis.heads import roi_rod_pool
+from pic_plugin.analysis.suggest import suggest
+from pic_plugin.core.geometry import Box, contains_fraction, parse_ratio
+from pic_plugin.imaging.decode import decode
+from pic_plugin.imaging.faces import Face
 
 
 @pytest.mark.parametrize("name,classes", [("chelsea.png", {281, 282, 285}), ("coffee.png", {967})])
@@ -47,7 +47,7 @@ def test_analysis_round_trips_through_bytes(tmp_path: Path) -> None:
 
 def test_subject_map_on_held_out_real_photos(shared_data: Path) -> None:
     """The shipped head finds human-annotated subjects on photos it was not trained on (fixed test split)."""
-    from pic_plugin.datasets import subject_photos
+    from pic_plugin.research.datasets import subject_photos
 
     ious, centre_ious = [], []
     for photo in [p for p in subject_photos(shared_data) if p.split == "test"][:60]:
@@ -112,7 +112,7 @@ def test_candidate_stats_keep_and_edge() -> None:
 
 @pytest.mark.parametrize("shape", [(224, 320), (224, 224), (448, 96), (160, 448), (64, 448)])
 def test_fast_backbone_matches_eager(shape: tuple[int, int]) -> None:
-    from pic_plugin.backbone import load_fast_backbone
+    from pic_plugin.analysis.backbone import load_fast_backbone
 
     x = torch.randn(1, 3, *shape)
     with torch.inference_mode():

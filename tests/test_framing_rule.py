@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from test_model_features import synthetic_analysis
 
-from pic_plugin import candidate_features as cf
-from pic_plugin import model as M
-from pic_plugin.faces import Face
-from pic_plugin.framing_rule import GENERIC_RULE, FramingRule, RuleSample, fit_rule, rule_from_attributes
-from pic_plugin.geometry import FREE, Box, iou, parse_ratio
-from pic_plugin.personas import Persona
-from pic_plugin.suggest import suggest
-from pic_plugin.training import UserExample, finetune
+from pic_plugin.analysis import candidate_features as cf
+from pic_plugin.analysis.suggest import suggest
+from pic_plugin.core.geometry import FREE, Box, iou, parse_ratio
+from pic_plugin.imaging.faces import Face
+from pic_plugin.model import network as M
+from pic_plugin.model.framing_rule import GENERIC_RULE, FramingRule, RuleSample, fit_rule, rule_from_attributes
+from pic_plugin.research.personas import Persona
+from pic_plugin.research.prior_training import UserExample, finetune
 
 
 def _photos(n: int, seed: int = 0) -> list[tuple[Box, tuple[int, int]]]:
@@ -205,8 +205,8 @@ def test_the_same_rule_wins_after_fine_tuning_a_profile_edit_and_a_new_prior(net
     """Profile rule vs crops' rule is decided by ``active_rule`` alone: fitting with a profile, editing the profile
     after fitting, and a model that belongs to other shared weights all give the rule that fitting with the
     current profile gives. A profile's rule that covered a few crops steps aside when the profile drops it."""
-    from pic_plugin.catalog import Catalog
-    from pic_plugin.personalize import active_user_model
+    from pic_plugin.library.catalog import Catalog
+    from pic_plugin.model.personalize import active_user_model
 
     a = synthetic_analysis()
     examples = [UserExample(a, Box(0.1, 0.1, 0.6, 0.9))] * n_crops

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pic_plugin.geometry import Box, bde, exact_pixel_crop, iou, parse_ratio, snap_to_ratio
-from pic_plugin.orientation import displayed_to_stored, stored_to_displayed
+from pic_plugin.core.geometry import Box, bde, exact_pixel_crop, iou, parse_ratio, snap_to_ratio
+from pic_plugin.core.orientation import displayed_to_stored, stored_to_displayed
 
 unit = st.floats(0, 1, allow_nan=False)
 

@@ -17,17 +17,12 @@ from test_digikam_history import crop_step, rotate_step
 
 from conftest import jpeg_bytes, make_photo
 from pic_cli.main import cli
-from pic_plugin.catalog import Catalog
-from pic_plugin.geometry import Box
-from pic_plugin.harvest import (
-    APPROXIMATE_FACTOR,
-    WEIGHT_ACCEPTED_SUGGESTION,
-    collect_crops,
-    harvest,
-)
-from pic_plugin.orientation import displayed_to_stored, stored_to_displayed
-from pic_plugin.sidecars.digikam import NS_DIGIKAM, FileRef, FilterStep, History, unique_hash_v2
-from pic_plugin.sidecars.xmp import XmpDocument
+from pic_plugin.core.geometry import Box
+from pic_plugin.core.orientation import displayed_to_stored, stored_to_displayed
+from pic_plugin.editors.digikam.history import NS_DIGIKAM, FileRef, FilterStep, History, unique_hash_v2
+from pic_plugin.editors.xmp import XmpDocument
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.harvest import APPROXIMATE_FACTOR, WEIGHT_ACCEPTED_SUGGESTION, collect_crops, harvest
 
 DT_REAL = Path(__file__).parent / "data" / "darktable-real" / "library.db.gz"
 
@@ -142,8 +137,8 @@ def dt_photo(folder: Path, name: str, orientation: int = 1) -> Path:
 
 
 def test_pic_suggestion_accepted_is_weak_and_edited_is_strong(tmp_path: Path):
-    from pic_plugin.sidecars import write_suggestion
-    from pic_plugin.suggest import Suggestion
+    from pic_plugin.analysis.suggest import Suggestion
+    from pic_plugin.editors.sidecars import write_suggestion
 
     img = dt_photo(tmp_path, "a.jpg")
     box = Box(0.1, 0.2, 0.6, 0.9)
@@ -290,7 +285,7 @@ def test_version_pixels_match_for_the_hash_found_original(tmp_path: Path):
 
 
 def test_digikam_compatible_sidecar_name_and_tiff_embedded_history(tmp_path: Path):
-    from pic_plugin.sidecars.digikam import read_version
+    from pic_plugin.editors.digikam.history import read_version
 
     orig = tmp_path / "DSC_1.jpg"
     orig.write_bytes(jpeg_bytes(make_photo(80, 60, seed=2)))

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from conftest import jpeg_bytes, make_photo
 from pic_cli.model_commands import COMMANDS
-from pic_plugin.catalog import Catalog
-from pic_plugin.model import load_prior
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.model.network import load_prior
 
 
 @pytest.fixture
@@ -159,8 +159,8 @@ def test_learn_from_library_reads_the_editors(pic: click.Group, tmp_path: Path, 
 
 
 def test_rejected_suggestions_are_not_learned_as_crops(tmp_path: Path, catalog_path: Path) -> None:
-    from pic_plugin.geometry import Box
-    from pic_plugin.personalize import add_crops, user_examples
+    from pic_plugin.core.geometry import Box
+    from pic_plugin.model.personalize import add_crops, user_examples
 
     photos = []
     for i in range(2):

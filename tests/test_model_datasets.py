@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pic_plugin.datasets import load_fcdb, load_flms, load_gaicd, load_pic_user_csv
-from pic_plugin.geometry import Box, iou
+from pic_plugin.core.geometry import Box, iou
+from pic_plugin.research.datasets import load_fcdb, load_flms, load_gaicd, load_pic_user_csv
 
 pytestmark = pytest.mark.shared
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import make_photo
-from pic_plugin import evaluation as ev
-from pic_plugin.faces import Face
-from pic_plugin.geometry import FREE, ORIGINAL, Box, parse_ratio
+from pic_plugin.core.geometry import FREE, ORIGINAL, Box, parse_ratio
+from pic_plugin.imaging.faces import Face
+from pic_plugin.research import evaluation as ev
 
 
 def test_tally_metrics() -> None:
@@ -97,8 +97,8 @@ def test_peer_baselines_return_boxes_of_the_ratio(tmp_path, method: str) -> None
 
 def test_user_evaluation_holds_out_only_crops_the_user_made() -> None:
     """pic's own suggestions left in place (weight 0.3) train but are never the yardstick."""
-    from pic_plugin.features import ImageAnalysis
-    from pic_plugin.model import load_prior
+    from pic_plugin.analysis.features import ImageAnalysis
+    from pic_plugin.model.network import load_prior
 
     net, _ = load_prior()
     analysis = ImageAnalysis((600, 400), np.zeros((16, 12, 18), np.float16), np.zeros((12, 18), np.float32), [])

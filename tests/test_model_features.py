@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from pic_plugin import candidate_features as cf
-from pic_plugin.faces import Face
-from pic_plugin.features import ImageAnalysis, roi_rod_pool
-from pic_plugin.geometry import Box
+from pic_plugin.analysis import candidate_features as cf
+from pic_plugin.analysis.features import ImageAnalysis, roi_rod_pool
+from pic_plugin.core.geometry import Box
+from pic_plugin.imaging.faces import Face
 
 
 def synthetic_analysis(size=(640, 480), fmap=None, subject_box=(0.25, 0.25, 0.5, 0.75), faces=()) -> ImageAnalysis:  # type: ignore[no-untyped-def]

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from pic_plugin.geometry import Box, contains_fraction, iou
-from pic_plugin.personas import (
+from pic_plugin.core.geometry import Box, contains_fraction, iou
+from pic_plugin.research.personas import (
     Persona,
     broad_family,
     check_personas,

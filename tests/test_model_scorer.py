@@ -9,13 +9,13 @@ import pytest
 import torch
 from test_model_features import synthetic_analysis
 
-from pic_plugin import candidate_features as cf
-from pic_plugin import model as M
-from pic_plugin.candidates import generate
-from pic_plugin.catalog import Catalog
-from pic_plugin.faces import Face
-from pic_plugin.geometry import FREE, Box, parse_ratio
-from pic_plugin.suggest import suggest
+from pic_plugin.analysis import candidate_features as cf
+from pic_plugin.analysis.candidates import generate
+from pic_plugin.analysis.suggest import suggest
+from pic_plugin.core.geometry import FREE, Box, parse_ratio
+from pic_plugin.imaging.faces import Face
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.model import network as M
 
 
 def test_attribute_tokens() -> None:
@@ -149,7 +149,7 @@ def test_prior_file_round_trip(net: M.PicNet, tmp_path) -> None:  # type: ignore
 
 
 def test_registry_loads_pic_for_a_user(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from pic_plugin import scorers
+    from pic_plugin.model import scorers
 
     assert scorers.DEFAULT == "pic" and "composition" in scorers.names()
     with Catalog(tmp_path / "c.db") as cat:
@@ -180,8 +180,8 @@ class _TargetScorer:
 
 @pytest.mark.parametrize("ratio", ["free", "4:5", "16:9"])
 def test_coarse_to_fine_finds_what_the_full_search_finds(ratio: str) -> None:
-    from pic_plugin.features import ImageAnalysis
-    from pic_plugin.geometry import iou, parse_ratio
+    from pic_plugin.analysis.features import ImageAnalysis
+    from pic_plugin.core.geometry import iou, parse_ratio
 
     analysis = ImageAnalysis((3000, 2000), np.zeros((16, 8, 12), np.float16), np.zeros((8, 12), np.float32), [])
     for target in (Box(0.13, 0.21, 0.71, 0.88), Box(0.4, 0.05, 0.97, 0.6), Box(0.0, 0.1, 0.5, 0.9)):
@@ -206,8 +206,8 @@ def test_a_ratio_that_barely_fits_still_gets_a_sizeable_crop(size: tuple[int, in
     half of the largest one, where it used to pick a sliver (24 x 30 pixels of a 3000 x 100 noise panorama)."""
     from PIL import Image
 
-    from pic_plugin.analysis import analyze_file
-    from pic_plugin.geometry import largest_box, parse_ratio
+    from pic_plugin.core.geometry import largest_box, parse_ratio
+    from pic_plugin.library.analyze import analyze_file
 
     path = tmp_path / "pano.jpg"
     pixels = (np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8)
@@ -225,8 +225,8 @@ def test_the_version_without_loading_the_model_is_the_scorers_version(tmp_path) 
     """scorers.version (torch-free, for pic batch's unchanged check) == scorers.load(...).version, in every case."""
     import json
 
-    from pic_plugin import scorers
-    from pic_plugin.model_version import prior_version, write_info
+    from pic_plugin.model import scorers
+    from pic_plugin.model.version import prior_version, write_info
 
     with Catalog(tmp_path / "c.db") as cat:
         cases = []
@@ -259,7 +259,7 @@ def test_the_version_without_loading_the_model_is_the_scorers_version(tmp_path) 
         assert scorers.version("composition") == scorers.load("composition").version
         # How the scorer uses the weights is part of the version (an upgrade of pic redoes the suggestions), but a
         # user's model still belongs to the prior's weights alone: it stays in use.
-        from pic_plugin import model_version
+        from pic_plugin.model import version as model_version
 
         base = scorers.version("pic")
         assert base == f"{meta['version']}.{model_version.SCORING_REVISION}"
@@ -288,8 +288,8 @@ def test_an_unchanged_batch_does_not_load_the_model(tmp_path) -> None:  # type: 
 
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes(make_photo(320, 240)))
     code = (
-        "import sys; from pathlib import Path; from pic_plugin.batch import run_batch, BatchOptions;"
-        "from pic_plugin.catalog import Catalog;"
+        "import sys; from pathlib import Path; from pic_plugin.library.batch import run_batch, BatchOptions;"
+        "from pic_plugin.library.catalog import Catalog;"
         f"c = Catalog(Path({str(tmp_path / 'c.db')!r}));"
         f"s = run_batch([Path({str(tmp_path)!r})], BatchOptions(jobs=1, write=False), c);"
         "print(dict(s.counts), 'torch' in sys.modules)"

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from pic_plugin import evaluation as ev
-from pic_plugin import training as T
-from pic_plugin.datasets import subject_photos
-from pic_plugin.feature_store import FeatureStore
-from pic_plugin.geometry import FREE, iou
-from pic_plugin.model import PicNet, load_prior, prior_user
-from pic_plugin.personas import check_personas, design_family
+from pic_plugin.core.geometry import FREE, iou
+from pic_plugin.model.network import PicNet, load_prior, prior_user
+from pic_plugin.research import evaluation as ev
+from pic_plugin.research import prior_training as T
+from pic_plugin.research.datasets import subject_photos
+from pic_plugin.research.feature_store import FeatureStore
+from pic_plugin.research.personas import check_personas, design_family
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -48,8 +48,8 @@ def test_personalization_beats_the_prior_on_real_photos(test_photos: list[ev.Eva
         cache: dict = {}
         mine, base = [], []
         for p, ref in zip(test_photos[20:], crops[20:], strict=True):
-            mine.append(iou(ev._suggest(net, user, p.analysis, FREE, cache), ref))
-            base.append(iou(ev._suggest(net, prior, p.analysis, FREE, cache), ref))
+            mine.append(iou(ev.suggest_box(net, user, p.analysis, FREE, cache), ref))
+            base.append(iou(ev.suggest_box(net, prior, p.analysis, FREE, cache), ref))
         gains[persona.name] = float(np.mean(mine) - np.mean(base))
     assert np.mean(list(gains.values())) > 0.05, gains
     assert min(gains.values()) > -0.02, gains
@@ -111,7 +111,7 @@ def test_out_of_fold_subject_maps(shared_data: Path) -> None:
 
 
 def test_gaicd_metrics_of_the_scorers(shared_data: Path, store: FeatureStore) -> None:
-    from pic_plugin.evaluation_report import gaicd_report
+    from pic_plugin.research.evaluation.report import gaicd_report
 
     net, _ = load_prior()
     report = gaicd_report(store, net)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from conftest import make_photo
-from pic_plugin import training as T
-from pic_plugin.datasets import SubjectPhoto
-from pic_plugin.feature_store import FeatureStore
-from pic_plugin.geometry import Box
-from pic_plugin.model import PicNet
+from pic_plugin.core.geometry import Box
+from pic_plugin.model.network import PicNet
+from pic_plugin.research import prior_training as T
+from pic_plugin.research.datasets import SubjectPhoto
+from pic_plugin.research.feature_store import FeatureStore
 
 
 def test_soft_listwise_prefers_the_right_order() -> None:
@@ -103,8 +103,8 @@ def test_finetune_fits_the_users_crops(tiny_items: list[T.PhotoItem], tiny_prior
 
 @pytest.mark.shared
 def test_gaicd_scored_crops_train_the_generic_score(shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from pic_plugin.datasets import load_gaicd
-    from pic_plugin.evaluation import gaic_metrics
+    from pic_plugin.research.datasets import load_gaicd
+    from pic_plugin.research.evaluation import gaic_metrics
 
     sets = [s for s in load_gaicd(shared_data / "crop-annotations" / "GAICD").values() if s.image is not None]
     items = T.scored_items(sets, FeatureStore(tmp_path / "cache"))
@@ -133,7 +133,7 @@ def test_gaicd_scored_crops_train_the_generic_score(shared_data, tmp_path) -> No
 
 @pytest.mark.shared
 def test_real_users_from_the_per_user_csv_join_prior_training(shared_data, tmp_path, tiny_items) -> None:  # type: ignore[no-untyped-def]
-    from pic_plugin.datasets import load_pic_user_csv
+    from pic_plugin.research.datasets import load_pic_user_csv
 
     csv_file = shared_data / "crop-annotations" / "PIC-per-user" / "test" / "10" / "train" / "A116FDKV1G0QU8_train.csv"
     images = tmp_path / "images"

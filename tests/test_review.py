@@ -28,21 +28,16 @@ import pytest
 from PIL import Image
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin import decode as decode_module
-from pic_plugin.batch import BatchOptions, run_batch
-from pic_plugin.catalog import Catalog
-from pic_plugin.geometry import Box, parse_ratio
-from pic_plugin.review import ReviewServer
-from pic_plugin.review_session import (
-    MAX_PAGE_SIZE,
-    PAGE_SIZE,
-    ReviewConflict,
-    ReviewOptions,
-    ReviewSession,
-)
-from pic_plugin.sidecars import darktable, find_crops
-from pic_plugin.sidecars.user_crop import write_user_crop
-from pic_plugin.thumbnails import ThumbnailCache
+from pic_plugin.core.geometry import Box, parse_ratio
+from pic_plugin.editors import darktable
+from pic_plugin.editors.sidecars import find_crops
+from pic_plugin.editors.user_crop import write_user_crop
+from pic_plugin.imaging import decode as decode_module
+from pic_plugin.imaging.thumbnails import ThumbnailCache
+from pic_plugin.library.batch import BatchOptions, run_batch
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.review.server import ReviewServer
+from pic_plugin.review.session import MAX_PAGE_SIZE, PAGE_SIZE, ReviewConflict, ReviewOptions, ReviewSession
 
 USER = "me"
 # Names a shell, an HTML page or a JSON encoder could get wrong.
@@ -265,7 +260,7 @@ def test_ratio_change_uses_cached_features(env: Env, monkeypatch: pytest.MonkeyP
         raise AssertionError("decoded although features are cached")
 
     monkeypatch.setattr(decode_module, "decode", no_decode)
-    monkeypatch.setattr("pic_plugin.analysis.decode", no_decode)
+    monkeypatch.setattr("pic_plugin.library.analyze.decode", no_decode)
     out = env.session.set_ratio(env.id_of("plain.jpg"), "1:1")
     crop = Box(*out["crop"])
     assert out["ratio"] == "1:1" and abs(crop.width * 600 - crop.height * 400) <= 1
@@ -376,7 +371,7 @@ def test_server_is_loopback_only_with_a_strict_policy(env: Env, tmp_path: Path) 
             assert _request(server, "GET", f"/t/{server.token}/static/{asset}")[0] == 200
         # The page loads nothing from outside: no absolute URLs in its assets.
         for asset in ("review.html", "review.js", "review.css"):
-            text = (Path(__import__("pic_plugin").__file__).parent / "web" / asset).read_text()
+            text = (Path(__import__("pic_plugin.review").review.__file__).parent / "web" / asset).read_text()
             assert "http://" not in text and "https://" not in text and "//cdn" not in text
 
 

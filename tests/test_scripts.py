@@ -6,7 +6,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from pic_plugin.composition import GEOMETRY_FILE
+from pic_plugin.analysis.composition import GEOMETRY_FILE
 
 
 def test_crop_statistics_reproduce_the_shipped_prior(shared_data: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from conftest import jpeg_bytes, make_photo, missing_requirement
-from pic_plugin.geometry import Box
-from pic_plugin.orientation import displayed_size
-from pic_plugin.sidecars import WRITE_TARGETS, find_crops, write_suggestion
-from pic_plugin.sidecars.darktable import NS_DT, read_crop
-from pic_plugin.sidecars.picns import read_record
-from pic_plugin.sidecars.xmp import parse_xmp
-from pic_plugin.suggest import Alternative, Suggestion
+from pic_plugin.analysis.suggest import Alternative, Suggestion
+from pic_plugin.core.geometry import Box
+from pic_plugin.core.orientation import displayed_size
+from pic_plugin.editors.darktable import NS_DT, read_crop
+from pic_plugin.editors.picns import read_record
+from pic_plugin.editors.sidecars import WRITE_TARGETS, find_crops, write_suggestion
+from pic_plugin.editors.xmp import parse_xmp
 
 CROP = Box(0.1, 0.2, 0.6, 0.9)
 DT_SAMPLES = "xmp-samples/darktable-tests"
@@ -252,7 +252,7 @@ def test_find_crops_reads_duplicates_crs_and_skips_baked_in_crops(shared_data: P
 
 def test_crop_after_a_users_mirror_is_found_as_pics(tmp_path: Path) -> None:
     """A clipping used only as a mirror is not a crop: pic's crop goes after it, mapped through the mirror."""
-    from pic_plugin.sidecars.darktable import ClippingParams
+    from pic_plugin.editors.darktable import ClippingParams
 
     img = photo(tmp_path)
     mirror = ClippingParams(0.0, 0.0, 0.0, -1.0, 1.0).encode().hex()

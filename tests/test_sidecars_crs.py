@@ -11,12 +11,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import missing_requirement
-from pic_plugin.errors import SidecarError
-from pic_plugin.geometry import Box, is_full_frame
-from pic_plugin.orientation import stored_to_displayed
-from pic_plugin.sidecars import crs
-from pic_plugin.sidecars.crs import NS_CRS, NS_TIFF, read_crs, write_crs
-from pic_plugin.sidecars.xmp import XmpDocument, parse_xmp
+from pic_plugin.core.errors import SidecarError
+from pic_plugin.core.geometry import Box, is_full_frame
+from pic_plugin.core.orientation import stored_to_displayed
+from pic_plugin.editors import crs
+from pic_plugin.editors.crs import NS_CRS, NS_TIFF, read_crs, write_crs
+from pic_plugin.editors.xmp import XmpDocument, parse_xmp
 
 LADYBUG = Box(0.190999, 0.266726, 0.779695, 0.929009)
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pic_plugin.errors import SidecarError
-from pic_plugin.geometry import FULL_FRAME, Box, is_full_frame
-from pic_plugin.orientation import displayed_to_stored, stored_to_displayed
-from pic_plugin.sidecars import darktable as dt
-from pic_plugin.sidecars.darktable import (
+from pic_plugin.core.errors import SidecarError
+from pic_plugin.core.geometry import FULL_FRAME, Box, is_full_frame
+from pic_plugin.core.orientation import displayed_to_stored, stored_to_displayed
+from pic_plugin.editors import darktable as dt
+from pic_plugin.editors.darktable import (
     NS_DT,
     ClippingParams,
     CropParams,
@@ -26,7 +26,7 @@ from pic_plugin.sidecars.darktable import (
     read_history,
     write_crop,
 )
-from pic_plugin.sidecars.xmp import Struct, XmpDocument, parse_xmp
+from pic_plugin.editors.xmp import Struct, XmpDocument, parse_xmp
 
 SAMPLES = "xmp-samples/darktable-tests"
 
@@ -271,7 +271,7 @@ def test_lightroom_worked_example_from_formats() -> None:
 def test_rotated_clipping_reader_agrees_with_the_crs_reader(l, t, r, b, angle, aspect) -> None:  # noqa: E741
     """Clipping angles, property-tested: a Lightroom crop imported the way darktable does it reads back (through
     pic's clipping reader) as the same axis-aligned bound as pic's crs reader gives for the crs original."""
-    from pic_plugin.sidecars.crs import _rotated_bound
+    from pic_plugin.editors.crs import _rotated_bound
 
     w, h = 1000 * aspect, 1000.0
     cp = _lightroom_to_clipping(l, t, r, b, angle, w, h)

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import missing_requirement
-from pic_plugin.errors import SidecarError
-from pic_plugin.geometry import Box
-from pic_plugin.sidecars import picns
-from pic_plugin.sidecars.darktable import OwnEntry
-from pic_plugin.sidecars.picns import NS_PIC, PicRecord, read_record, write_record
-from pic_plugin.sidecars.xmp import XmpDocument, clean_text, parse_xmp
-from pic_plugin.suggest import Alternative, Suggestion
+from pic_plugin.analysis.suggest import Alternative, Suggestion
+from pic_plugin.core.errors import SidecarError
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors import picns
+from pic_plugin.editors.darktable import OwnEntry
+from pic_plugin.editors.picns import NS_PIC, PicRecord, read_record, write_record
+from pic_plugin.editors.xmp import XmpDocument, clean_text, parse_xmp
 
 unit = st.floats(0.0, 1.0, allow_nan=False)
 

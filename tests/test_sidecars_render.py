@@ -18,12 +18,12 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.geometry import Box
-from pic_plugin.orientation import displayed_size
-from pic_plugin.sidecars import write_suggestion
-from pic_plugin.sidecars.darktable import NS_DT
-from pic_plugin.sidecars.xmp import Struct, parse_xmp
-from pic_plugin.suggest import Suggestion
+from pic_plugin.analysis.suggest import Suggestion
+from pic_plugin.core.geometry import Box
+from pic_plugin.core.orientation import displayed_size
+from pic_plugin.editors.darktable import NS_DT
+from pic_plugin.editors.sidecars import write_suggestion
+from pic_plugin.editors.xmp import Struct, parse_xmp
 
 pytestmark = [pytest.mark.slow, pytest.mark.darktable, pytest.mark.shared]
 
@@ -200,9 +200,9 @@ def test_switching_on_a_suggestion_in_the_darktable_gui_applies_pics_rectangle(
     import signal
     import time
 
-    from pic_plugin.sidecars import find_crops
-    from pic_plugin.sidecars.darktable import read_crop
-    from pic_plugin.sidecars.picns import read_record
+    from pic_plugin.editors.darktable import read_crop
+    from pic_plugin.editors.picns import read_record
+    from pic_plugin.editors.sidecars import find_crops
 
     xvfb = shutil.which("xvfb-run")
     gui = shutil.which("darktable", path=os.path.dirname(darktable_cli)) or shutil.which("darktable")

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import missing_requirement
-from pic_plugin.errors import ConcurrentChangeError, SidecarError
-from pic_plugin.sidecars import xmp
-from pic_plugin.sidecars.xmp import NS_RDF, Struct, XmpDocument, parse_xmp, read_sidecar, write_sidecar_atomic
+from pic_plugin.core.errors import ConcurrentChangeError, SidecarError
+from pic_plugin.editors import xmp
+from pic_plugin.editors.xmp import NS_RDF, Struct, XmpDocument, parse_xmp, read_sidecar, write_sidecar_atomic
 
 NS_DT = "http://darktable.sf.net/"
 NS_CRS = "http://ns.adobe.com/camera-raw-settings/1.0/"

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin import thumbnails
-from pic_plugin.scan import content_key
-from pic_plugin.thumbnails import ThumbnailCache, default_cache_dir
+from pic_plugin.imaging import thumbnails
+from pic_plugin.imaging.thumbnails import ThumbnailCache, default_cache_dir
+from pic_plugin.library.scan import content_key
 
 
 def test_thumbnail_is_upright_small_and_made_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,11 +6,12 @@ import hashlib
 from pathlib import Path
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.geometry import Box
-from pic_plugin.sidecars import find_crops, picns, write_suggestion
-from pic_plugin.sidecars.user_crop import write_user_crop
-from pic_plugin.sidecars.xmp import parse_xmp
-from pic_plugin.suggest import Suggestion
+from pic_plugin.analysis.suggest import Suggestion
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors import picns
+from pic_plugin.editors.sidecars import find_crops, write_suggestion
+from pic_plugin.editors.user_crop import write_user_crop
+from pic_plugin.editors.xmp import parse_xmp
 
 CROP = Box(0.1, 0.2, 0.7, 0.9)
 

@@ -14,14 +14,14 @@ import pytest
 import watch_standins as ws
 from watch_helpers import fast_options, running_watcher, wait_for
 
-import pic_plugin.watcher as watcher_mod
+import pic_plugin.library.watch.daemon as watcher_mod
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.catalog import Catalog
-from pic_plugin.features import FEATURE_VERSION
-from pic_plugin.geometry import Box
-from pic_plugin.sidecars import find_crops, write_suggestion
-from pic_plugin.watch_state import DaemonRunning, WatchState
-from pic_plugin.watcher import Watcher
+from pic_plugin.analysis.features import FEATURE_VERSION
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors.sidecars import find_crops, write_suggestion
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.watch.daemon import Watcher
+from pic_plugin.library.watch.state import DaemonRunning, WatchState
 
 STANDINS = dict(writer=ws.json_writer, crop_collector=ws.json_collect, learner=ws.mean_crop_learner)
 
@@ -98,7 +98,7 @@ def test_real_darktable_crop_fine_tunes_the_model_and_moves_the_other_suggestion
     one photo of a series tightly on the left in darktable; the others' suggestions move toward that crop."""
     from editor_fixtures import append_user_crop
 
-    from pic_plugin.geometry import iou
+    from pic_plugin.core.geometry import iou
 
     root = tmp_path / "photos"
     for i in range(5):
@@ -292,7 +292,7 @@ def test_symlink_loops_bad_files_and_unreadable_things_do_not_stop_it(tmp_path: 
 
 
 def test_disk_full_keeps_the_old_sidecar_and_retries(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pic_plugin.sidecars.xmp as xmp_mod
+    import pic_plugin.editors.xmp as xmp_mod
 
     root = tmp_path / "photos"
     photo = _photo(root, "a.jpg")

@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from pic_plugin.catalog import Catalog
-from pic_plugin.scan import iter_images, walk_key
-from pic_plugin.watch_events import Debouncer, EventRouter, OwnWrites, photos_for_sidecar
-from pic_plugin.watch_state import EVENT, REFRESH, SCAN, DaemonLock, DaemonRunning, WatchState, lock_path, read_daemon
-from pic_plugin.watcher import dedupe_roots, filesystem_type
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.scan import iter_images, walk_key
+from pic_plugin.library.watch.daemon import dedupe_roots, filesystem_type
+from pic_plugin.library.watch.events import Debouncer, EventRouter, OwnWrites, photos_for_sidecar
+from pic_plugin.library.watch.state import (
+    EVENT,
+    REFRESH,
+    SCAN,
+    DaemonLock,
+    DaemonRunning,
+    WatchState,
+    lock_path,
+    read_daemon,
+)
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -135,7 +144,7 @@ def test_queue_priorities_retry_and_done(tmp_path: Path) -> None:
 
 
 def test_state_and_log(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pic_plugin.watch_state as watch_state
+    import pic_plugin.library.watch.state as watch_state
 
     monkeypatch.setattr(watch_state, "LOG_KEEP", 50)
     with Catalog(tmp_path / "c.db") as cat:
@@ -173,9 +182,9 @@ def test_roots_are_deduplicated(tmp_path: Path) -> None:
 def test_default_learner_fine_tunes_the_users_model(tmp_path: Path) -> None:
     """The watcher's learner is the real per-user fine-tune: the user's crops in the catalog -> model version 1."""
     from conftest import jpeg_bytes, make_photo
-    from pic_plugin.geometry import Box
-    from pic_plugin.personalize import add_crops
-    from pic_plugin.watcher import default_learner
+    from pic_plugin.core.geometry import Box
+    from pic_plugin.library.watch.daemon import default_learner
+    from pic_plugin.model.personalize import add_crops
 
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(make_photo(320, 240)))

@@ -18,12 +18,12 @@ from watch_helpers import darktable_edit, fast_options, running_watcher, wait_fo
 
 from conftest import jpeg_bytes, make_photo
 from pic_cli.main import cli
-from pic_plugin.catalog import Catalog
-from pic_plugin.geometry import Box
-from pic_plugin.sidecars import darktable as dt
-from pic_plugin.sidecars import find_crops
-from pic_plugin.sidecars.xmp import parse_xmp
-from pic_plugin.watch_state import WatchState
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors import darktable as dt
+from pic_plugin.editors.sidecars import find_crops
+from pic_plugin.editors.xmp import parse_xmp
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.watch.state import WatchState
 
 
 def _suggested(catalog_path: Path) -> int:

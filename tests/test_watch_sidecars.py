@@ -12,19 +12,19 @@ import watch_standins as ws
 from watch_helpers import darktable_edit, fast_options, running_watcher, wait_for
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.catalog import Catalog
-from pic_plugin.geometry import Box, iou
+from pic_plugin.core.geometry import Box, iou
+from pic_plugin.library.catalog import Catalog
 
 try:
-    from pic_plugin.sidecars import darktable as dt
-    from pic_plugin.sidecars import find_crops
-    from pic_plugin.sidecars import xmp as xmp_mod
+    from pic_plugin.editors import darktable as dt
+    from pic_plugin.editors import xmp as xmp_mod
+    from pic_plugin.editors.sidecars import find_crops
 
     HAVE_SIDECARS = True
 except ImportError:  # pragma: no cover - until the sidecar layer is merged
     HAVE_SIDECARS = False
 
-pytestmark = pytest.mark.skipif(not HAVE_SIDECARS, reason="pic_plugin.sidecars (write_suggestion/find_crops) not present")
+pytestmark = pytest.mark.skipif(not HAVE_SIDECARS, reason="pic_plugin.editors.sidecars (write_suggestion/find_crops) not present")
 
 
 def _sidecar_suggestion(image: Path) -> Box | None:

@@ -11,9 +11,9 @@ from typing import Any
 
 from PIL import Image
 
-from pic_plugin.catalog import Catalog
-from pic_plugin.geometry import Box
-from pic_plugin.watcher import Watcher, WatchOptions, WatchResult
+from pic_plugin.core.geometry import Box
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.watch.daemon import Watcher, WatchOptions, WatchResult
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, step: float = 0.02, what: str = "condition") -> float:
@@ -98,8 +98,8 @@ def running_watcher(roots: list[Path], catalog_path: Path, options: WatchOptions
 def darktable_edit(image: Path, crop: Box, orientation: int = 1) -> None:
     """What darktable does when the user crops in darkroom: append an enabled ``crop`` history entry and rewrite
     the sidecar (here with pic's own darktable writer, as a user entry: not pic's, forced over any other)."""
-    from pic_plugin.sidecars import darktable as dt
-    from pic_plugin.sidecars import xmp
+    from pic_plugin.editors import darktable as dt
+    from pic_plugin.editors import xmp
 
     path = dt.sidecar_path(image)
     data, stamp = xmp.read_bytes(path)

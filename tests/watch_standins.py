@@ -4,7 +4,7 @@ The watcher takes its writer, crop collector and learner as callables. These wri
 the photo (atomically, like the real writer), keep a user crop as the real writer does, and "learn" a user's mean
 crop as a model version the ``mean-crop`` scorer below reads from the catalog. They let the event, queue and
 fault tests run without the XMP layer or the neural model; the tests that need real darktable sidecars use
-``pic_plugin.sidecars``.
+``pic_plugin.editors.sidecars``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from pic_plugin import scorers
-from pic_plugin.atomic import atomic_path
-from pic_plugin.catalog import Catalog
-from pic_plugin.geometry import Box
-from pic_plugin.harvest import LibraryCrop
-from pic_plugin.sidecars import TargetResult, WriteReport
+from pic_plugin.core.atomic import atomic_path
+from pic_plugin.core.geometry import Box
+from pic_plugin.editors.sidecars import TargetResult, WriteReport
+from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.harvest import LibraryCrop
+from pic_plugin.model import scorers
 
 
 def sidecar(image: Path) -> Path:

@@ -1,0 +1,177 @@
+"""Per-image features: what scoring needs to know about one photo, cached in the catalog.
+
+``ImageAnalysis`` holds the reduced multi-scale CNN map (``fmap``), a subject-probability map (``subject``)
+and the faces. ``analyze`` fills it with one backbone pass (``feature_head.py`` holds the networks: torch is
+only imported when an image is actually analyzed, so ``pic --help`` and an unchanged re-run stay fast).
+The compact result is what the catalog caches, so scoring again after a fine-tune needs no image work.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pic_plugin.core.geometry import Box
+from pic_plugin.imaging.faces import Face, detect_faces
+
+if TYPE_CHECKING:
+    from pic_plugin.imaging.decode import DecodedImage
+
+#: Bump when the cached per-image features change meaning (new head weights, other input size).
+FEATURE_VERSION = "feat-2"
+FEATURE_CHANNELS = 16
+INPUT_SHORT_SIDE = 224
+INPUT_MAX_LONG_SIDE = 448
+
+
+@dataclass
+class ImageAnalysis:
+    """Everything scoring needs about one image; cached in the catalog (see ``to_bytes``)."""
+
+    size: tuple[int, int]  # full displayed size (W, H)
+    fmap: np.ndarray  # C x h x w float16, stride-16 reduced CNN features
+    subject: np.ndarray  # h8 x w8 float32 in [0, 1]: probability that a pixel belongs to the main subject
+    faces: list[Face] = field(default_factory=list)
+    version: str = FEATURE_VERSION
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        faces = np.array([[*f.box, f.score] for f in self.faces], dtype=np.float32).reshape(-1, 5)
+        np.savez_compressed(
+            buf,
+            size=np.array(self.size, dtype=np.int64),
+            fmap=self.fmap.astype(np.float16),
+            subject=self.subject.astype(np.float16),
+            faces=faces,
+            version=np.array(self.version),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ImageAnalysis:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            faces = [Face(Box(*map(float, row[:4])), float(row[4])) for row in z["faces"]]
+            return cls(
+                size=(int(z["size"][0]), int(z["size"][1])),
+                fmap=z["fmap"].astype(np.float16),
+                subject=z["subject"].astype(np.float32),
+                faces=faces,
+                version=str(z["version"]),
+            )
+
+
+def input_shape(width: int, height: int) -> tuple[int, int]:
+    """Backbone input (W, H): short side INPUT_SHORT_SIDE, multiples of 32, long side capped."""
+    aspect = width / max(height, 1)
+    if aspect >= 1:
+        w = min(INPUT_MAX_LONG_SIDE, max(32, round(INPUT_SHORT_SIDE * aspect / 32) * 32))
+        h = max(32, min(INPUT_SHORT_SIDE, round(w / aspect / 32) * 32))
+    else:
+        h = min(INPUT_MAX_LONG_SIDE, max(32, round(INPUT_SHORT_SIDE / aspect / 32) * 32))
+        w = max(32, min(INPUT_SHORT_SIDE, round(h * aspect / 32) * 32))
+    return w, h
+
+
+@lru_cache(maxsize=1)
+def tune_allocator() -> None:
+    """Keep large freed blocks in glibc's heap instead of returning them to the kernel.
+
+    Each CNN pass allocates tens of MB of short-lived tensors; by default glibc serves them with fresh mmap()
+    pages, and the page faults cost ~25% of the backbone's time (measured with bench/bench_batch.py).
+    """
+    try:
+        import ctypes
+        import sys
+
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, 256 * 1024 * 1024)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 512 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+_lock = threading.Lock()
+
+
+def analyze(decoded: DecodedImage, with_faces: bool = True) -> ImageAnalysis:
+    """Run the backbone, the feature head and the face detector on one decoded image."""
+    import torch
+
+    from pic_plugin.analysis import backbone
+    from pic_plugin.analysis.heads import backbone_input, load_head
+
+    tune_allocator()
+    net, head = backbone.load_fast_backbone(), load_head()
+    x = backbone_input(decoded.pixels)
+    with torch.inference_mode():
+        fmap, logits = head(net(x))
+    subject = torch.sigmoid(logits[0]).numpy().astype(np.float32)
+    faces = detect_faces(decoded.pixels) if with_faces else []
+    return ImageAnalysis(decoded.size, fmap[0].numpy().astype(np.float16), subject, faces)
+
+
+def set_single_threaded() -> None:
+    """Worker processes share the cores: one thread each for torch and OpenCV is fastest overall."""
+    import torch
+
+    with _lock:
+        torch.set_num_threads(1)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)
+        except ImportError:  # pragma: no cover - OpenCV is a dependency
+            pass
+
+
+# --- per-candidate helpers ------------------------------------------------------------------------------------
+
+class IntegralMap:
+    """Summed-area table of a map, for O(1) box sums at any normalized box."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.h, self.w = values.shape
+        table = np.zeros((self.h + 1, self.w + 1), dtype=np.float64)
+        table[1:, 1:] = values.astype(np.float64).cumsum(0).cumsum(1)
+        self.table = table
+        self.total = float(table[-1, -1])
+
+    def box_sum(self, boxes: np.ndarray) -> np.ndarray:
+        """Sum inside each normalized box (N x 4), with bilinear weighting of partial cells."""
+        x0 = boxes[:, 0] * self.w
+        x1 = boxes[:, 2] * self.w
+        y0 = boxes[:, 1] * self.h
+        y1 = boxes[:, 3] * self.h
+        return self._at(x1, y1) - self._at(x0, y1) - self._at(x1, y0) + self._at(x0, y0)
+
+    def _at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Table value at fractional cell coordinates (bilinear between table corners)."""
+        x = np.clip(x, 0, self.w)
+        y = np.clip(y, 0, self.h)
+        xi = np.minimum(np.floor(x).astype(int), self.w - 1)
+        yi = np.minimum(np.floor(y).astype(int), self.h - 1)
+        fx, fy = x - xi, y - yi
+        t = self.table
+        return (
+            t[yi, xi] * (1 - fx) * (1 - fy)
+            + t[yi, xi + 1] * fx * (1 - fy)
+            + t[yi + 1, xi] * (1 - fx) * fy
+            + t[yi + 1, xi + 1] * fx * fy
+        )
+
+
+def __getattr__(name: str) -> Any:
+    # The networks moved to feature_head.py (torch imported lazily); keep the old names working.
+    if name in ("FeatureHead", "backbone_input", "load_head", "roi_rod_pool", "POOL_SIZE", "HEAD_FILE"):
+        from pic_plugin.analysis import heads as feature_head
+
+        return getattr(feature_head, name)
+    raise AttributeError(name)

@@ -1,0 +1,3 @@
+"""darktable: sidecar history and crop params, styles, and its library database."""
+
+from .sidecar import *  # noqa: F403  (re-export; listed explicitly below)

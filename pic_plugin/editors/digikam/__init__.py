@@ -1,0 +1,1 @@
+"""digiKam: version histories, tags, and its database."""

@@ -1,0 +1,1 @@
+"""Pixels in and out: decoding (JPEG, PNG, TIFF, RAW), exporting cropped copies, thumbnails, faces."""

@@ -1,0 +1,1 @@
+"""The editors' front ends talking to pic: darktable's Lua plugin planning, digiKam's BQM script."""

@@ -1,0 +1,1 @@
+"""``pic watch``: the daemon, its observers, the event router and its persistent state."""
