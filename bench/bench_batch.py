@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pic_plugin.analysis.features import set_single_threaded, tune_allocator  # noqa: E402
+from pic_plugin.analysis.extract import set_single_threaded, tune_allocator  # noqa: E402
 from pic_plugin.analysis.suggest import suggest  # noqa: E402
 from pic_plugin.core.geometry import FREE  # noqa: E402
 from pic_plugin.imaging.decode import decode  # noqa: E402

@@ -33,10 +33,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import pic_plugin.library.watch.daemon as watcher_mod  # noqa: E402
-from pic_plugin.analysis.suggest import Suggestion  # noqa: E402
 from pic_plugin.core.geometry import Box  # noqa: E402
-from pic_plugin.library.batch import _Output  # noqa: E402
+from pic_plugin.core.suggestion import Suggestion  # noqa: E402
 from pic_plugin.library.catalog import Catalog  # noqa: E402
+from pic_plugin.library.pipeline import PhotoOutput  # noqa: E402
 from pic_plugin.library.scan import content_key  # noqa: E402
 from pic_plugin.library.watch.daemon import Watcher, WatchOptions, WatchResult  # noqa: E402
 from pic_plugin.model import scorers  # noqa: E402
@@ -81,7 +81,7 @@ def sidecar_modules() -> tuple[dict, str]:
 
 def stub_process_file(job, options, scorer, catalog, key=None):  # type: ignore[no-untyped-def]
     """--no-analysis: what process_file returns, without decoding or running the CNN."""
-    out = _Output(job.path, job.signature)
+    out = PhotoOutput(job.path, job.signature)
     out.content_key = key or content_key(job.path, job.signature[0])
     out.orientation, out.format, out.size = 1, "jpeg", (320, 240)
     out.suggestion = Suggestion(os.fsdecode(job.path), Box(0.1, 0.1, 0.9, 0.9), 0.5, "free", (320, 240),
@@ -221,7 +221,7 @@ def main() -> None:
     scan: dict[str, float] = {}
 
     def rescan(w2: Watcher, t0: float) -> None:
-        while w2._scans:
+        while w2.scanner:
             time.sleep(0.02)
         scan["seconds"] = time.monotonic() - t0
         while not w2.idle():

@@ -15,7 +15,9 @@ from pic_plugin.analysis.suggest import suggest as make_suggestion
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
 from pic_plugin.library.analyze import analyze_with_catalog
-from pic_plugin.library.batch import BatchOptions, FileResult, parse_targets, run_batch
+from pic_plugin.library.batch import run_batch
+from pic_plugin.library.options import BatchOptions, parse_targets
+from pic_plugin.library.pipeline import FileResult
 from pic_plugin.library.scan import parse_shard
 from pic_plugin.model import scorers
 

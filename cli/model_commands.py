@@ -1,6 +1,6 @@
 """``pic profile``, ``pic learn``, ``pic eval``, ``pic train`` and ``pic model``: the personalization commands.
 
-Thin click wrappers over ``pic_plugin.model.personalize``, ``pic_plugin.research.evaluation`` and ``pic_plugin.research.prior_training``.
+Thin click wrappers over ``pic_plugin.library.learn``, ``pic_plugin.research.evaluation`` and ``pic_plugin.research.prior_training``.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ def learn(
     crops, digiKam versions; see `pic crops`) into the catalog; re-reading a library only updates what changed.
     """
     from pic_plugin.library.harvest import harvest
-    from pic_plugin.model.personalize import learn as learn_crops
-    from pic_plugin.model.personalize import read_crop_file
+    from pic_plugin.library.learn import learn as learn_crops
+    from pic_plugin.library.learn import read_crop_file
 
     if more_library and not library:
         raise click.UsageError("paths after the options belong to --from-library: pic learn --from-library PATH...")
@@ -213,7 +213,7 @@ def eval_command(
 
     net, _ = load_prior()
     if user:
-        from pic_plugin.model.personalize import user_crop_examples
+        from pic_plugin.library.learn import user_crop_examples
 
         with open_catalog(catalog_path) as catalog:
             pairs, errors = user_crop_examples(catalog, user)

@@ -12,8 +12,10 @@ import click
 
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
-from pic_plugin.library.batch import BatchOptions, FileResult, run_batch
+from pic_plugin.library.batch import run_batch
 from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.options import BatchOptions
+from pic_plugin.library.pipeline import FileResult
 from pic_plugin.model import scorers
 
 from .common import catalog_option, open_catalog, ratio_option, show_path, user_option
@@ -83,7 +85,7 @@ def review(
     as your own (sidecars and catalog) and teaches pic your style (--user); rejecting is recorded too, and U
     on the page undoes the last decisions.
     """
-    from pic_plugin.library.batch import parse_targets
+    from pic_plugin.library.options import parse_targets
     from pic_plugin.review.server import ReviewServer
     from pic_plugin.review.session import ReviewOptions, ReviewSession
 
@@ -136,7 +138,7 @@ def _crop_snapshot(catalog: Catalog, user: str | None) -> list[tuple[str, str, s
 
 def _learn(catalog: Catalog, user: str) -> None:
     """The decisions of this review are the user's crops now: fine-tune once, when the page closes."""
-    from pic_plugin.model.personalize import learn
+    from pic_plugin.library.learn import learn
 
     result = learn(catalog, user, note="after review")
     if result.version is not None:

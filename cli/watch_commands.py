@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from pic_plugin.core.geometry import Ratio
-from pic_plugin.library.batch import parse_targets
+from pic_plugin.library.options import parse_targets
 from pic_plugin.model import scorers
 
 from .common import catalog_option, open_catalog, ratio_option, show_path

@@ -20,8 +20,9 @@ from pathlib import Path
 from PIL import Image
 
 from pic_plugin.imaging.thumbnails import ThumbnailCache
-from pic_plugin.library.batch import BatchOptions, run_batch
+from pic_plugin.library.batch import run_batch
 from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.options import BatchOptions
 from pic_plugin.review.server import ReviewServer
 from pic_plugin.review.session import ReviewOptions, ReviewSession
 

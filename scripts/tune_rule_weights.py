@@ -22,11 +22,12 @@ import numpy as np
 
 from pic_plugin.core.geometry import FREE, contains_fraction, iou
 from pic_plugin.model import network as M
+from pic_plugin.model.finetune import UserExample, finetune
 from pic_plugin.research import evaluation as ev
 from pic_plugin.research.datasets import subject_photos
 from pic_plugin.research.feature_store import FeatureStore
 from pic_plugin.research.personas import broad_family, design_family, tuning_personas
-from pic_plugin.research.prior_training import UserExample, finetune, load_or_make_oof_maps, validation_fold
+from pic_plugin.research.prior_training import load_or_make_oof_maps, validation_fold
 
 
 def _mean_iou(net, user, setting, photos, persona, held, crops) -> float:  # type: ignore[no-untyped-def]

@@ -192,8 +192,9 @@ def test_photos_left_uncropped_are_counted_and_explained(photo_dir: Path, catalo
     import watch_standins  # noqa: F401  (registers the "mean-crop" stand-in: the whole frame until a model exists)
 
     from pic_plugin.core.geometry import parse_ratio
-    from pic_plugin.library.batch import BatchOptions, run_batch
+    from pic_plugin.library.batch import run_batch
     from pic_plugin.library.catalog import Catalog
+    from pic_plugin.library.options import BatchOptions
 
     with Catalog(catalog_path) as cat:
         options = BatchOptions(write=False, scorer="mean-crop", refresh=True)
@@ -212,8 +213,9 @@ def test_photos_left_uncropped_are_counted_and_explained(photo_dir: Path, catalo
 
 def test_cropped_suggestions_are_not_counted_as_uncropped(photo_dir: Path, catalog_path: Path) -> None:
     from pic_plugin.core.geometry import parse_ratio
-    from pic_plugin.library.batch import BatchOptions, run_batch
+    from pic_plugin.library.batch import run_batch
     from pic_plugin.library.catalog import Catalog
+    from pic_plugin.library.options import BatchOptions
 
     with Catalog(catalog_path) as cat:
         summary = run_batch([photo_dir], BatchOptions(write=False, ratio=parse_ratio("1:2")), cat)

@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import make_photo
 from pic_plugin.analysis.backbone import load_backbone, normalize
 from pic_plugin.analysis.composition import CompositionScorer, candidate_stats
-from pic_plugin.analysis.features import ImageAnalysis, IntegralMap, analyze, input_shape
+from pic_plugin.analysis.extract import analyze
+from pic_plugin.analysis.features import ImageAnalysis, IntegralMap, input_shape
 from pic_plugin.analysis.heads import roi_rod_pool
 from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.geometry import Box, contains_fraction, parse_ratio

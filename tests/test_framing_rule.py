@@ -13,9 +13,9 @@ from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.geometry import FREE, Box, iou, parse_ratio
 from pic_plugin.imaging.faces import Face
 from pic_plugin.model import network as M
+from pic_plugin.model.finetune import UserExample, finetune
 from pic_plugin.model.framing_rule import GENERIC_RULE, FramingRule, RuleSample, fit_rule, rule_from_attributes
 from pic_plugin.research.personas import Persona
-from pic_plugin.research.prior_training import UserExample, finetune
 
 
 def _photos(n: int, seed: int = 0) -> list[tuple[Box, tuple[int, int]]]:

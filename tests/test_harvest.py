@@ -19,6 +19,7 @@ from conftest import jpeg_bytes, make_photo
 from pic_cli.main import cli
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_to_stored, stored_to_displayed
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors.digikam.history import NS_DIGIKAM, FileRef, FilterStep, History, unique_hash_v2
 from pic_plugin.editors.xmp import XmpDocument
 from pic_plugin.library.catalog import Catalog
@@ -137,7 +138,6 @@ def dt_photo(folder: Path, name: str, orientation: int = 1) -> Path:
 
 
 def test_pic_suggestion_accepted_is_weak_and_edited_is_strong(tmp_path: Path):
-    from pic_plugin.analysis.suggest import Suggestion
     from pic_plugin.editors.sidecars import write_suggestion
 
     img = dt_photo(tmp_path, "a.jpg")

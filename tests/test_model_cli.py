@@ -160,7 +160,7 @@ def test_learn_from_library_reads_the_editors(pic: click.Group, tmp_path: Path, 
 
 def test_rejected_suggestions_are_not_learned_as_crops(tmp_path: Path, catalog_path: Path) -> None:
     from pic_plugin.core.geometry import Box
-    from pic_plugin.model.personalize import add_crops, user_examples
+    from pic_plugin.library.learn import add_crops, user_examples
 
     photos = []
     for i in range(2):

@@ -288,7 +288,7 @@ def test_an_unchanged_batch_does_not_load_the_model(tmp_path) -> None:  # type: 
 
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes(make_photo(320, 240)))
     code = (
-        "import sys; from pathlib import Path; from pic_plugin.library.batch import run_batch, BatchOptions;"
+        "import sys; from pathlib import Path; from pic_plugin.library.batch import run_batch; from pic_plugin.library.options import BatchOptions;"
         "from pic_plugin.library.catalog import Catalog;"
         f"c = Catalog(Path({str(tmp_path / 'c.db')!r}));"
         f"s = run_batch([Path({str(tmp_path)!r})], BatchOptions(jobs=1, write=False), c);"

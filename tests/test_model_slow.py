@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pic_plugin.core.geometry import FREE, iou
+from pic_plugin.model import finetune as FT
 from pic_plugin.model.network import PicNet, load_prior, prior_user
 from pic_plugin.research import evaluation as ev
 from pic_plugin.research import prior_training as T
@@ -42,8 +43,8 @@ def test_personalization_beats_the_prior_on_real_photos(test_photos: list[ev.Eva
         if persona.name not in ("widescreen", "tight-square", "portrait-high", "very-loose"):
             continue
         crops = [persona.crop(p.photo.subject_box, p.size, p.key) for p in test_photos]
-        user = T.finetune(
-            net, [T.UserExample(p.analysis, c) for p, c in zip(test_photos[:10], crops[:10], strict=True)]
+        user = FT.finetune(
+            net, [FT.UserExample(p.analysis, c) for p, c in zip(test_photos[:10], crops[:10], strict=True)]
         )
         cache: dict = {}
         mine, base = [], []
@@ -60,8 +61,8 @@ def test_finetune_on_50_crops(test_photos: list[ev.EvalPhoto]) -> None:
     reported in the README, not asserted here: a loaded CI machine is no stopwatch."""
     net, _ = load_prior()
     persona = design_family(1, seed=31)[0]
-    examples = [T.UserExample(p.analysis, persona.crop(p.photo.subject_box, p.size, p.key)) for p in test_photos[:50]]
-    user = T.finetune(net, examples)
+    examples = [FT.UserExample(p.analysis, persona.crop(p.photo.subject_box, p.size, p.key)) for p in test_photos[:50]]
+    user = FT.finetune(net, examples)
     assert user.k == 50
     assert user.metrics["support_loss"] < user.metrics["support_loss_before"]
 

@@ -8,6 +8,7 @@ import torch
 
 from conftest import make_photo
 from pic_plugin.core.geometry import Box
+from pic_plugin.model import finetune as FT
 from pic_plugin.model.network import PicNet
 from pic_plugin.research import prior_training as T
 from pic_plugin.research.datasets import SubjectPhoto
@@ -16,10 +17,10 @@ from pic_plugin.research.feature_store import FeatureStore
 
 def test_soft_listwise_prefers_the_right_order() -> None:
     ious = torch.tensor([[0.9, 0.5, 0.1]])
-    good = T.soft_listwise(torch.tensor([[3.0, 1.0, -1.0]]), ious)
-    bad = T.soft_listwise(torch.tensor([[-1.0, 1.0, 3.0]]), ious)
+    good = FT.soft_listwise(torch.tensor([[3.0, 1.0, -1.0]]), ious)
+    bad = FT.soft_listwise(torch.tensor([[-1.0, 1.0, 3.0]]), ious)
     assert good.item() < bad.item()
-    masked = T.soft_listwise(torch.tensor([[3.0, 1.0, 100.0]]), ious, torch.tensor([[1.0, 1.0, 0.0]]))
+    masked = FT.soft_listwise(torch.tensor([[3.0, 1.0, 100.0]]), ious, torch.tensor([[1.0, 1.0, 0.0]]))
     assert masked.item() < 0.5  # the masked candidate neither competes nor counts
 
 
@@ -90,12 +91,12 @@ def test_prior_training_lowers_the_episode_loss(tiny_items: list[T.PhotoItem], t
 
 def test_finetune_fits_the_users_crops(tiny_items: list[T.PhotoItem], tiny_prior: tuple[PicNet, dict]) -> None:
     net, _ = tiny_prior
-    k0 = T.finetune(net, [], {"ratio": "1:1"})
+    k0 = FT.finetune(net, [], {"ratio": "1:1"})
     assert k0.k == 0 and np.allclose(k0.z, net.attribute_latent([[T.attribute_tokens({"ratio": "1:1"})[0]]])[0])
     assert np.all(k0.adapter == 0)
     # A user who always keeps the top-left quarter of the frame (not what the prior does).
-    examples = [T.UserExample(it.analysis, Box(0.0, 0.0, 0.5, 0.5)) for it in tiny_items]
-    user = T.finetune(net, examples, config=T.FinetuneConfig(steps=60))
+    examples = [FT.UserExample(it.analysis, Box(0.0, 0.0, 0.5, 0.5)) for it in tiny_items]
+    user = FT.finetune(net, examples, config=FT.FinetuneConfig(steps=60))
     assert user.k == len(tiny_items)
     assert user.metrics["support_loss"] < user.metrics["support_loss_before"] - 0.1
     assert np.abs(user.adapter).sum() > 0

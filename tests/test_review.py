@@ -34,8 +34,9 @@ from pic_plugin.editors.sidecars import find_crops
 from pic_plugin.editors.user_crop import write_user_crop
 from pic_plugin.imaging import decode as decode_module
 from pic_plugin.imaging.thumbnails import ThumbnailCache
-from pic_plugin.library.batch import BatchOptions, run_batch
+from pic_plugin.library.batch import run_batch
 from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.options import BatchOptions
 from pic_plugin.review.server import ReviewServer
 from pic_plugin.review.session import MAX_PAGE_SIZE, PAGE_SIZE, ReviewConflict, ReviewOptions, ReviewSession
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import jpeg_bytes, make_photo, missing_requirement
-from pic_plugin.analysis.suggest import Alternative, Suggestion
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_size
+from pic_plugin.core.suggestion import Alternative, Suggestion
 from pic_plugin.editors.darktable import NS_DT, read_crop
 from pic_plugin.editors.picns import read_record
 from pic_plugin.editors.sidecars import WRITE_TARGETS, find_crops, write_suggestion

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import missing_requirement
-from pic_plugin.analysis.suggest import Alternative, Suggestion
 from pic_plugin.core.errors import SidecarError
 from pic_plugin.core.geometry import Box
+from pic_plugin.core.suggestion import Alternative, Suggestion
 from pic_plugin.editors import picns
 from pic_plugin.editors.darktable import OwnEntry
 from pic_plugin.editors.picns import NS_PIC, PicRecord, read_record, write_record

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.analysis.suggest import Suggestion
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_size
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors.darktable import NS_DT
 from pic_plugin.editors.sidecars import write_suggestion
 from pic_plugin.editors.xmp import Struct, parse_xmp

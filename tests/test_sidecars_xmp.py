@@ -207,7 +207,7 @@ def test_undeclared_entity_deep_nesting_truncation_and_non_xmp() -> None:
 
 
 def test_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(xmp, "MAX_BYTES", 4096)
+    monkeypatch.setattr(xmp.tree, "MAX_BYTES", 4096)
     huge = f'<rdf:RDF xmlns:rdf="{NS_RDF}"><rdf:Description a="{"x" * 5000}"/></rdf:RDF>'.encode()
     with pytest.raises(SidecarError, match="MiB|more than"):
         parse_xmp(huge)

@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 from conftest import jpeg_bytes, make_photo
-from pic_plugin.analysis.suggest import Suggestion
 from pic_plugin.core.geometry import Box
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors import picns
 from pic_plugin.editors.sidecars import find_crops, write_suggestion
 from pic_plugin.editors.user_crop import write_user_crop

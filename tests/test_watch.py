@@ -20,6 +20,7 @@ from pic_plugin.analysis.features import FEATURE_VERSION
 from pic_plugin.core.geometry import Box
 from pic_plugin.editors.sidecars import find_crops, write_suggestion
 from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.watch import observers
 from pic_plugin.library.watch.daemon import Watcher
 from pic_plugin.library.watch.state import DaemonRunning, WatchState
 
@@ -389,7 +390,7 @@ def test_scan_resumes_after_a_crash(tmp_path: Path, catalog_path: Path, monkeypa
 
 
 def test_network_filesystems_are_polled(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(watcher_mod, "filesystem_type", lambda path: "nfs4")
+    monkeypatch.setattr(observers, "filesystem_type", lambda path: "nfs4")
     root = tmp_path / "nas"
     root.mkdir()
     with running_watcher([root], catalog_path, fast_options(scorer="mean-crop"), **STANDINS) as run:

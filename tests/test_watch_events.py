@@ -183,8 +183,8 @@ def test_default_learner_fine_tunes_the_users_model(tmp_path: Path) -> None:
     """The watcher's learner is the real per-user fine-tune: the user's crops in the catalog -> model version 1."""
     from conftest import jpeg_bytes, make_photo
     from pic_plugin.core.geometry import Box
+    from pic_plugin.library.learn import add_crops
     from pic_plugin.library.watch.daemon import default_learner
-    from pic_plugin.model.personalize import add_crops
 
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(make_photo(320, 240)))

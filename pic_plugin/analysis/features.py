@@ -1,27 +1,24 @@
 """Per-image features: what scoring needs to know about one photo, cached in the catalog.
 
 ``ImageAnalysis`` holds the reduced multi-scale CNN map (``fmap``), a subject-probability map (``subject``)
-and the faces. ``analyze`` fills it with one backbone pass (``feature_head.py`` holds the networks: torch is
-only imported when an image is actually analyzed, so ``pic --help`` and an unchanged re-run stay fast).
+and the faces. ``extract.analyze`` fills it with one backbone pass (``heads.py`` holds the networks; this module
+is plain data, so ``pic --help`` and an unchanged re-run never import torch).
 The compact result is what the catalog caches, so scoring again after a fine-tune needs no image work.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pic_plugin.core.geometry import Box
-from pic_plugin.imaging.faces import Face, detect_faces
+from pic_plugin.imaging.faces import Face
 
 if TYPE_CHECKING:
-    from pic_plugin.imaging.decode import DecodedImage
+    pass
 
 #: Bump when the cached per-image features change meaning (new head weights, other input size).
 FEATURE_VERSION = "feat-2"
@@ -78,60 +75,6 @@ def input_shape(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-@lru_cache(maxsize=1)
-def tune_allocator() -> None:
-    """Keep large freed blocks in glibc's heap instead of returning them to the kernel.
-
-    Each CNN pass allocates tens of MB of short-lived tensors; by default glibc serves them with fresh mmap()
-    pages, and the page faults cost ~25% of the backbone's time (measured with bench/bench_batch.py).
-    """
-    try:
-        import ctypes
-        import sys
-
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-3, 256 * 1024 * 1024)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 512 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
-_lock = threading.Lock()
-
-
-def analyze(decoded: DecodedImage, with_faces: bool = True) -> ImageAnalysis:
-    """Run the backbone, the feature head and the face detector on one decoded image."""
-    import torch
-
-    from pic_plugin.analysis import backbone
-    from pic_plugin.analysis.heads import backbone_input, load_head
-
-    tune_allocator()
-    net, head = backbone.load_fast_backbone(), load_head()
-    x = backbone_input(decoded.pixels)
-    with torch.inference_mode():
-        fmap, logits = head(net(x))
-    subject = torch.sigmoid(logits[0]).numpy().astype(np.float32)
-    faces = detect_faces(decoded.pixels) if with_faces else []
-    return ImageAnalysis(decoded.size, fmap[0].numpy().astype(np.float16), subject, faces)
-
-
-def set_single_threaded() -> None:
-    """Worker processes share the cores: one thread each for torch and OpenCV is fastest overall."""
-    import torch
-
-    with _lock:
-        torch.set_num_threads(1)
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except ImportError:  # pragma: no cover - OpenCV is a dependency
-            pass
-
-
 # --- per-candidate helpers ------------------------------------------------------------------------------------
 
 class IntegralMap:
@@ -166,12 +109,3 @@ class IntegralMap:
             + t[yi + 1, xi] * (1 - fx) * fy
             + t[yi + 1, xi + 1] * fx * fy
         )
-
-
-def __getattr__(name: str) -> Any:
-    # The networks moved to feature_head.py (torch imported lazily); keep the old names working.
-    if name in ("FeatureHead", "backbone_input", "load_head", "roi_rod_pool", "POOL_SIZE", "HEAD_FILE"):
-        from pic_plugin.analysis import heads as feature_head
-
-        return getattr(feature_head, name)
-    raise AttributeError(name)

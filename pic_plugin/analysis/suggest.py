@@ -6,15 +6,15 @@ and the editor plugins all agree.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pic_plugin.analysis import candidates as cand
 from pic_plugin.analysis.features import ImageAnalysis
 from pic_plugin.core.geometry import Box, Ratio, iou, snap_to_ratio
+from pic_plugin.core.suggestion import Alternative, Scorer, Suggestion
 
 #: Alternatives must differ from the crops already chosen at least this much.
 ALTERNATIVE_MAX_IOU = 0.8
@@ -27,19 +27,6 @@ COARSE_MIN_CANDIDATES = 1000
 COARSE_TOP = 8
 COARSE_REGIONS = 6  # ... and the best sampled candidate of each of this many distinct regions (the alternatives)
 COARSE_NEAR_IOU = 0.7
-
-
-class Scorer(Protocol):
-    name: str
-    version: str
-    temperature: float
-
-    def score(
-        self, analysis: ImageAnalysis, boxes: np.ndarray, user: Any = None, ratio: Ratio | None = None
-    ) -> np.ndarray:
-        """One score per candidate (N x 4 normalized boxes); higher is better. ``ratio``: the ratio the crop is
-        asked in (None: not told, e.g. scoring a dataset's crops)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -67,42 +54,6 @@ class _Anchored:
     ) -> np.ndarray:
         base = np.asarray(self.scorer.score(analysis, boxes, user, ratio), dtype=np.float64)
         return base + self.anchor.weight * box_ious(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), self._box)
-
-
-@dataclass
-class Alternative:
-    crop: Box
-    score: float
-
-
-@dataclass
-class Suggestion:
-    path: str
-    crop: Box
-    score: float  # share of the scorer's belief on this crop (softmax over candidates, near-duplicates summed)
-    ratio: str
-    size: tuple[int, int]  # displayed size of the original, pixels
-    model: str
-    user: str | None = None
-    alternatives: list[Alternative] = field(default_factory=list)
-    created: float = field(default_factory=time.time)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON-lines contract of DESIGN section 3."""
-        return {
-            "path": self.path,
-            "crop": self.crop.as_list(),
-            "score": round(self.score, 4),
-            "ratio": self.ratio,
-            "alternatives": [{"crop": a.crop.as_list(), "score": round(a.score, 4)} for a in self.alternatives],
-            "user": self.user,
-            "model": self.model,
-            "size": list(self.size),
-        }
-
-    @property
-    def crops(self) -> list[Box]:
-        return [self.crop, *(a.crop for a in self.alternatives)]
 
 
 def suggest(

@@ -35,9 +35,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pic_plugin.analysis.suggest import Suggestion
 from pic_plugin.core.errors import SidecarError
 from pic_plugin.core.geometry import Box
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors.darktable import OwnEntry
 from pic_plugin.editors.xmp import Struct, XmpDocument, new_item_like
 

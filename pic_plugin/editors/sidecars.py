@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pic_plugin.analysis.suggest import Suggestion
 from pic_plugin.core.errors import ConcurrentChangeError, SidecarError
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_size, normalize_orientation
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors import crs, darktable, picns
 from pic_plugin.editors.darktable import DarktableWrite
 from pic_plugin.editors.xmp import XmpDocument, parse_xmp, read_bytes, write_sidecar_atomic

@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pic_plugin.analysis.suggest import Suggestion, suggest
+from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.errors import PicError
-from pic_plugin.core.geometry import FULL_FRAME, Box, Ratio, is_full_frame
+from pic_plugin.core.geometry import FULL_FRAME, Box, is_full_frame
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
 from pic_plugin.editors.darktable.styles import Style, StyleItem, crop_item, make_style, read_style, write_style
 from pic_plugin.editors.sidecars import write_suggestion
 from pic_plugin.integrations.file_list import WorkDir
 from pic_plugin.library.analyze import analyze_with_catalog
 from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.options import SuggestOptions
 from pic_plugin.library.scan import file_signature
 from pic_plugin.model import scorers
 
@@ -140,11 +142,7 @@ def own_params(catalog: Catalog, path: Path) -> set[str]:
 
 
 @dataclass
-class PlanOptions:
-    ratio: Ratio
-    user: str | None = None
-    top_k: int = 3
-    scorer: str | None = None
+class PlanOptions(SuggestOptions):
     snapshots: Path | None = None  # folder with snap-<index>.dtstyle: plan an apply (else only suggest)
     replace_crops: bool = False
     write_sidecars: bool = False  # sidecar route (darktable 5.2+ ``image:apply_sidecar``): append to IMG.ext.xmp

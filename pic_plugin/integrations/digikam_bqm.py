@@ -32,10 +32,11 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from pic_plugin.analysis.suggest import Suggestion, suggest
+from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.atomic import atomic_path
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors.digikam.tags import SidecarNaming, write_digikam_suggestion
 from pic_plugin.imaging.decode import image_format
 from pic_plugin.imaging.export import export_crop

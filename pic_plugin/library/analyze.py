@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pic_plugin.analysis import features
+from pic_plugin.analysis import extract, features
 from pic_plugin.analysis.features import ImageAnalysis
 from pic_plugin.core.orientation import read_exif_orientation
 from pic_plugin.imaging.decode import decode, image_format, raw_orientation
@@ -46,7 +46,7 @@ def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None
         except (ValueError, KeyError, OSError):
             pass  # a damaged cache entry is recomputed
     decoded = decode(path, oversize=1.5)
-    analysis = features.analyze(decoded)
+    analysis = extract.analyze(decoded)
     return FileAnalysis(
         path, key, analysis, decoded.orientation, decoded.format, cached=False, new_features=analysis.to_bytes()
     )

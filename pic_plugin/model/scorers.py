@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pic_plugin.analysis.suggest import Scorer
+from pic_plugin.core.suggestion import Scorer
 
 DEFAULT = "pic"
 

@@ -41,9 +41,10 @@ def prior_version(weights: Path = PRIOR_FILE) -> str:
             return str(info["version"])
     except (OSError, ValueError):
         pass  # no or unreadable info file: ask the weights
-    from pic_plugin.model.network import load_prior_file
+    import torch  # only when the info file does not answer
 
-    return str(load_prior_file(weights)[1].get("version", "pic"))
+    blob = torch.load(weights, map_location="cpu", weights_only=True)
+    return str((blob.get("meta") or {}).get("version", "pic"))
 
 
 def pic_version(catalog: Any = None, user: str | None = None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pic_plugin.analysis import features
+from pic_plugin.analysis import extract, features
 from pic_plugin.analysis.features import ImageAnalysis
 from pic_plugin.imaging.decode import decode
 from pic_plugin.library.scan import content_key
@@ -54,7 +54,7 @@ class FeatureStore:
             decoded = decode(path)
             if flip:
                 decoded = replace(decoded, pixels=np.ascontiguousarray(decoded.pixels[:, ::-1]))
-            result = features.analyze(decoded)
+            result = extract.analyze(decoded)
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = file.with_suffix(".tmp")
             tmp.write_bytes(result.to_bytes())

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from pic_plugin.model.finetune import torch_threads
 from pic_plugin.model.network import PRIOR_FILE, PicNet, save_prior
 from pic_plugin.research.datasets import load_gaicd, subject_photos
 from pic_plugin.research.feature_store import FeatureStore
@@ -27,7 +28,6 @@ from pic_plugin.research.prior_training import (
     load_or_make_oof_maps,
     photo_item,
     scored_items,
-    torch_threads,
     train_prior,
     user_tasks_from_csv,
     validation_callback,

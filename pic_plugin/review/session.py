@@ -33,11 +33,13 @@ from typing import Any
 
 from pic_plugin.analysis import features
 from pic_plugin.analysis.features import ImageAnalysis
-from pic_plugin.analysis.suggest import Scorer, Suggestion, suggest
+from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.errors import PicError
-from pic_plugin.core.geometry import FREE, Box, Ratio, parse_ratio, snap_to_ratio
+from pic_plugin.core.geometry import Box, Ratio, parse_ratio, snap_to_ratio
+from pic_plugin.core.suggestion import Alternative, Scorer, Suggestion
 from pic_plugin.library.analyze import analyze_with_catalog
 from pic_plugin.library.catalog import Catalog, ImageRecord
+from pic_plugin.library.options import SuggestOptions
 from pic_plugin.library.scan import iter_images
 from pic_plugin.model import scorers
 
@@ -69,13 +71,8 @@ class ReviewConflict(ReviewError):
     status = 409
 
 
-@dataclass
-class ReviewOptions:
-    user: str | None = None
-    ratio: Ratio = FREE
-    top_k: int = 3
-    targets: tuple[str, ...] = ("pic", "darktable")
-    scorer: str | None = None
+#: ``pic review`` needs only the shared settings (the page asks for the rest).
+ReviewOptions = SuggestOptions
 
 
 @dataclass
@@ -484,7 +481,6 @@ def _close(a: Box, b: Box, tol: float = 2e-3) -> bool:
 
 
 def _suggestion_from_row(rec: ImageRecord, sugg: dict[str, Any]) -> Suggestion:
-    from pic_plugin.analysis.suggest import Alternative
 
     return Suggestion(
         path=rec.path,

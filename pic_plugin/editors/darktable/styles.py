@@ -25,7 +25,7 @@ from defusedxml import ElementTree as SafeET
 from pic_plugin.core.atomic import write_bytes_atomic
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Box
-from pic_plugin.editors.darktable import CropParams, encode_params
+from pic_plugin.editors.darktable.params import CropParams, encode_params
 
 #: darktable 4.2's default blend params (blendop version 11). ``crop`` has no blending and ignores them, but the
 #: style reader expects both fields; older/newer versions convert them with their legacy code.

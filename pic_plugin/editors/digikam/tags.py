@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pic_plugin.analysis.suggest import Suggestion
 from pic_plugin.core.errors import ConcurrentChangeError, SidecarError
+from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors import crs, darktable, picns
 from pic_plugin.editors.xmp import XmpDocument, new_item_like, parse_xmp, read_bytes, write_sidecar_atomic
 

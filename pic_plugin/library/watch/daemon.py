@@ -23,29 +23,31 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
 import os
 import re
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pic_plugin.analysis import features
-from pic_plugin.analysis.suggest import Scorer, Suggestion
-from pic_plugin.core.geometry import FREE, Box, Ratio, iou
+from pic_plugin.analysis import extract, features
+from pic_plugin.core.geometry import Box, iou
+from pic_plugin.core.suggestion import Scorer, Suggestion
 from pic_plugin.imaging.decode import is_image_path
-from pic_plugin.library.batch import BatchOptions, _finish, _Job, _Output, _write_sidecars, process_file
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.harvest import APPROXIMATE_FACTOR, WEIGHT_ACCEPTED_SUGGESTION
-from pic_plugin.library.scan import SKIP_DIRS, content_key, file_signature, iter_images, walk_key
+from pic_plugin.library.options import BatchOptions, SuggestOptions
+from pic_plugin.library.pipeline import PhotoJob, PhotoOutput, finish, process_file, result_json, write_sidecars
+from pic_plugin.library.scan import content_key, file_signature
 from pic_plugin.library.watch.events import Debouncer, EventRouter, OwnWrites, photos_for_sidecar
-from pic_plugin.library.watch.state import EVENT, REFRESH, REFRESH_NEAR, SCAN, DaemonLock, QueueItem, WatchState
+from pic_plugin.library.watch.observers import WatchedRoot, dedupe_roots, filesystem_type, hidden_or_skipped
+from pic_plugin.library.watch.scanner import Scanner
+from pic_plugin.library.watch.state import EVENT, REFRESH, REFRESH_NEAR, DaemonLock, QueueItem, WatchState
 from pic_plugin.model import scorers
 
 log = logging.getLogger("pic.watch")
@@ -56,12 +58,6 @@ ACCEPTED_WEIGHT = WEIGHT_ACCEPTED_SUGGESTION
 _DIGIKAM_VERSION = re.compile(r"_v\d+$")
 #: A user crop this close to pic's suggestion counts as "accepted as is".
 SAME_CROP_IOU = 0.98
-#: Filesystems where inotify sees no changes made by other machines: watched by polling.
-NETWORK_FS = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre", "davfs",
-     "fuse.sshfs", "sshfs", "fuse.rclone", "fuse.s3fs", "fuse.gvfsd-fuse", "fuse.davfs2"}
-)  # fmt: skip
-
 Writer = Callable[..., Any]  # pic_plugin.editors.sidecars.write_suggestion
 #: (photo, on_error) -> the crops the user made that concern it (``harvest.collect_crops`` for one photo)
 CropCollector = Callable[[Path, Callable[[str, str], None]], list[Any]]
@@ -70,13 +66,8 @@ Learner = Callable[[Path, str], "dict[str, Any] | None"]
 
 
 @dataclass
-class WatchOptions:
-    user: str | None = None
-    ratio: Ratio = FREE
-    top_k: int = 3
-    targets: tuple[str, ...] = ("pic", "darktable")
+class WatchOptions(SuggestOptions):
     mode: str = "suggest"  # the watcher only suggests unless told --apply (DESIGN "Apply or suggest")
-    scorer: str | None = None
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     poll: bool = False  # polling observers for every root (network drives; inotify limits)
     poll_interval: float = 5.0
@@ -105,15 +96,8 @@ class WatchResult:
     wrote: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": os.fsdecode(self.path), "status": self.status, "reason": self.reason}
-        if self.suggestion is not None:
-            out.update(self.suggestion.to_json())
-            out["path"] = os.fsdecode(self.path)
-        if self.error:
-            out["error"] = self.error
-        if self.learned:
-            out["learned"] = self.learned
-        return out
+        out = result_json(self.path, self.status, self.suggestion, self.error, learned=self.learned)
+        return {"reason": self.reason, **out}
 
 
 # --- defaults: the real modules ---------------------------------------------------------------------------------
@@ -136,9 +120,9 @@ def default_crop_collector() -> CropCollector:
 
 
 def default_learner() -> Learner:
-    """The per-user fine-tune of the learned model (``personalize.learn``: all the user's crops in the catalog ->
+    """The per-user fine-tune of the learned model (``library.learn.learn``: all the user's crops in the catalog ->
     a new active model version)."""
-    from pic_plugin.model.personalize import learn
+    from pic_plugin.library.learn import learn
 
     def run(catalog_path: Path, user: str) -> dict[str, Any] | None:
         with Catalog(catalog_path) as catalog:  # its own connection: this runs in the fine-tune thread
@@ -150,41 +134,6 @@ def default_learner() -> Learner:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
-
-
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem ``path`` lives on (from /proc/mounts; None when unknown)."""
-    try:
-        real = os.path.realpath(path)
-        best, kind = "", None
-        with open("/proc/mounts", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                mount = parts[1].replace("\\040", " ")
-                if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-                    best, kind = mount, parts[2]
-        return kind
-    except OSError:
-        return None
-
-
-def dedupe_roots(roots: Iterable[Path]) -> list[Path]:
-    """Absolute roots without duplicates and without roots inside other roots (one observer per tree)."""
-    absolute = []
-    for r in roots:
-        a = Path(os.path.abspath(r))
-        if a not in absolute:
-            absolute.append(a)
-    real = {a: os.path.realpath(a) for a in absolute}
-    out: list[Path] = []
-    for a in absolute:
-        same = any(real[b] == real[a] for b in out)  # the same folder under another name
-        inside = any(real[b] != real[a] and real[a].startswith(real[b].rstrip(os.sep) + os.sep) for b in absolute)
-        if not same and not inside:
-            out.append(a)
-    return out
 
 
 def sidecar_candidates(photo: Path) -> list[Path]:
@@ -202,54 +151,6 @@ def _stamp(path: Path) -> list[int] | None:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _hidden_or_skipped(parts: Iterable[str]) -> bool:
-    return any(p.startswith(".") or p in SKIP_DIRS for p in parts)
-
-
-# --- observers ---------------------------------------------------------------------------------------------------
-
-
-class _Handler:
-    """watchdog event handler: routes events to the debouncer (runs in the observer's thread)."""
-
-    def __init__(self, watcher: Watcher, root: Path) -> None:
-        self.watcher = watcher
-        self.root = root
-
-    def dispatch(self, event: Any) -> None:
-        try:
-            self.watcher._on_event(self.root, event)
-        except Exception:  # an event must never kill the observer thread
-            log.exception("event handling failed")
-
-
-@dataclass
-class _Root:
-    path: Path
-    observer: Any = None
-    mode: str = "missing"  # inotify | polling | missing
-    polling_reason: str = ""
-
-    def alive(self) -> bool:
-        obs = self.observer
-        return obs is not None and obs.is_alive() and all(e.is_alive() for e in list(obs.emitters))
-
-    def describe(self) -> dict[str, Any]:
-        return {"path": os.fsdecode(self.path), "mode": self.mode, "note": self.polling_reason}
-
-
-@dataclass
-class _Scan:
-    root: Path
-    priority: int
-    persist: bool  # root scans save their position (resumable); a new folder's scan does not
-    it: Iterator[Path]
-    after: tuple[tuple[int, str], ...] | None = None
-    count: int = 0
-    last: Path | None = None
-    started: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -281,7 +182,7 @@ class Watcher:
         on_result: Callable[[WatchResult], None] | None = None,
         lock: bool = True,
     ) -> None:
-        self.roots = [_Root(p) for p in dedupe_roots(roots)]
+        self.roots = [WatchedRoot(p) for p in dedupe_roots(roots)]
         self.options = options
         self.catalog = catalog
         self.state = WatchState(catalog)
@@ -308,9 +209,9 @@ class Watcher:
         self._local = threading.local()
         self._worker_catalogs: list[Catalog] = []
         self._worker_lock = threading.Lock()
-        self._inflight: dict[cf.Future[_Output], _InFlight] = {}
+        self._inflight: dict[cf.Future[PhotoOutput], _InFlight] = {}
         self._busy: set[bytes] = set()
-        self._scans: deque[_Scan] = deque()
+        self.scanner = Scanner(self.state, catalog, self._scan_unchanged, self._problem, options.scan_chunk)
         self._next_claim = 0.0
         self._pending = 0
         self._pending_checked = 0.0
@@ -364,9 +265,9 @@ class Watcher:
         self._learn_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="pic-finetune")
         _ = self.scorer
         for root in self.roots:
-            self._arm(root)
+            root.arm(self._on_event, self._problem, self.options.poll, self.options.poll_interval)
             if self.options.scan and root.mode != "missing":
-                self._start_scan(root.path, resume=True)
+                self.scanner.start(root.path, resume=True)
         self._save_roots()
         self._pending = self.state.pending()
         if self._pending:
@@ -386,7 +287,7 @@ class Watcher:
                 self._problem("error", f"{step.__name__}: {type(exc).__name__}: {exc}", None, log_exc=True)
                 time.sleep(min(5.0, 0.1 * 2 ** min(self._errors_in_a_row, 6)))
         try:
-            busy = bool(self._scans) and self._pending < self.options.scan_high_water
+            busy = bool(self.scanner) and self._pending < self.options.scan_high_water
             self._collect(0.0 if busy else wait)
         except Exception as exc:
             self._problem("error", f"collect: {type(exc).__name__}: {exc}", None, log_exc=True)
@@ -395,14 +296,14 @@ class Watcher:
     def idle(self) -> bool:
         """Nothing waiting, nothing running, no scan going on (tests and benchmarks wait for this)."""
         return (
-            not self._inflight and not self._scans and len(self.debouncer) == 0 and self.state.pending() == 0
+            not self._inflight and not self.scanner and len(self.debouncer) == 0 and self.state.pending() == 0
             and self._finetune_at is None and self._finetune_future is None
         )  # fmt: skip
 
     def close(self) -> None:
         """Stop observing, keep everything noticed in the queue, finish (or leave queued) in-flight work."""
         for root in self.roots:
-            self._disarm(root)
+            root.disarm()
         if not self._holding:
             return  # start() failed before taking the catalog (another daemon has it): touch nothing
         self._holding = False
@@ -436,49 +337,6 @@ class Watcher:
 
     # --- observers ---
 
-    def _arm(self, root: _Root) -> None:
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
-
-        if not root.path.is_dir():
-            root.mode = "missing"
-            return
-        polling = self.options.poll
-        reason = "--poll" if polling else ""
-        fs = filesystem_type(root.path)
-        if not polling and fs in NETWORK_FS:
-            polling, reason = True, f"network filesystem ({fs})"
-        handler = _Handler(self, root.path)
-        if not polling:
-            obs = Observer()
-            try:
-                obs.schedule(handler, os.fspath(root.path), recursive=True)  # type: ignore[arg-type]
-                obs.start()
-                root.observer, root.mode, root.polling_reason = obs, "inotify", ""
-                return
-            except OSError as exc:
-                _stop_observer(obs)
-                polling = True
-                reason = f"inotify unavailable: {exc.strerror or exc}"
-                if exc.errno == errno.ENOSPC:
-                    reason += " (raise fs.inotify.max_user_watches)"
-                self._problem("warning", f"{reason}; polling every {self.options.poll_interval:g}s", root.path)
-        obs = PollingObserver(timeout=self.options.poll_interval)
-        try:
-            obs.schedule(handler, os.fspath(root.path), recursive=True)  # type: ignore[arg-type]
-            obs.start()
-        except OSError as exc:
-            _stop_observer(obs)
-            self._problem("error", f"cannot watch: {exc.strerror or exc}", root.path)
-            root.mode = "missing"
-            return
-        root.observer, root.mode, root.polling_reason = obs, "polling", reason
-
-    def _disarm(self, root: _Root) -> None:
-        if root.observer is not None:
-            _stop_observer(root.observer)
-            root.observer = None
-
     def _on_event(self, root: Path, event: Any) -> None:
         kind = event.event_type
         if kind in ("opened", "closed_no_write"):
@@ -493,7 +351,7 @@ class Watcher:
                 rel = path.relative_to(root).parts
             except ValueError:
                 continue
-            if _hidden_or_skipped(rel[:-1] if not event.is_directory else rel):
+            if hidden_or_skipped(rel[:-1] if not event.is_directory else rel):
                 continue
             if event.is_directory:
                 if kind in ("created", "moved") and raw is paths[-1] and path.is_dir():
@@ -512,7 +370,7 @@ class Watcher:
         for root in self.roots:
             exists = root.path.is_dir()
             if root.observer is not None and (not exists or not root.alive()):
-                self._disarm(root)
+                root.disarm()
                 if not exists:
                     root.mode = "missing"
                     self._problem("warning", "watched folder disappeared; waiting for it to come back", root.path)
@@ -521,11 +379,11 @@ class Watcher:
                 changed = True
             if root.observer is None and exists:
                 was_missing = root.mode == "missing"
-                self._arm(root)
+                root.arm(self._on_event, self._problem, self.options.poll, self.options.poll_interval)
                 if root.observer is not None:
                     if was_missing:
                         self.state.log("info", "watched folder is back; rescanning", root.path)
-                    self._start_scan(root.path, resume=False)
+                    self.scanner.start(root.path, resume=False)
                     changed = True
         if changed:
             self._save_roots()
@@ -563,7 +421,7 @@ class Watcher:
             if kind == "dir":
                 if everything:
                     continue  # the next start's scan finds them
-                self._scans.appendleft(_Scan(path, EVENT, False, self._walk(path)))
+                self.scanner.add_folder(path)
                 continue
             if isinstance(value, frozenset):
                 if value and all(self.own.is_ours(p) for p in value):
@@ -577,26 +435,10 @@ class Watcher:
             self._pending += len(rows)
             self._next_claim = 0.0
 
-    # --- scanning ---
-
-    def _walk(self, folder: Path) -> Iterator[Path]:
-        def unreadable(path: Path, exc: OSError) -> None:
-            self._problem("warning", f"cannot read folder: {exc.strerror or exc}", path)
-
-        return iter_images([folder], dedupe=False, on_error=unreadable)
-
-    def _start_scan(self, root: Path, resume: bool) -> None:
-        after = None
-        if resume:
-            saved = self.state.get(f"scan:{os.fsdecode(root)}") or {}
-            if not saved.get("complete") and saved.get("after"):
-                after = tuple((int(a), str(b)) for a, b in saved["after"])
-                log.info("resuming the scan of %s after %s", os.fsdecode(root), "/".join(b for _, b in after))
-        self._scans = deque(s for s in self._scans if not (s.persist and s.root == root))
-        self._scans.append(_Scan(root, SCAN, True, self._walk(root), after))
+    # --- scanning (``scanner.Scanner``) ---
 
     def _advance_scans(self) -> None:
-        if not self._scans:
+        if not self.scanner:
             return
         now = time.monotonic()
         if now - self._pending_checked > 0.5:
@@ -604,47 +446,10 @@ class Watcher:
             self._pending_checked = now
         if self._pending >= self.options.scan_high_water:
             return  # back-pressure: let the workers catch up first
-        scan = self._scans[0]
-        rows: list[tuple[Path, str, int]] = []
-        deadline = time.perf_counter() + 0.03
-        finished = False
-        while True:
-            path = next(scan.it, None)
-            if path is None:
-                finished = True
-                break
-            scan.count += 1
-            if scan.after is not None:
-                try:
-                    if walk_key(path, scan.root) <= scan.after:
-                        continue
-                except ValueError:
-                    pass
-                scan.after = None
-            scan.last = path
-            if not self._scan_unchanged(path):
-                rows.append((path, "scan", scan.priority))
-            if time.perf_counter() > deadline or len(rows) >= self.options.scan_chunk:
-                break
-        with self.catalog.transaction():
-            self.state.enqueue(rows)
-            if scan.persist:
-                self._save_scan(scan, finished)
-        if rows:
-            self._pending += len(rows)
+        queued = self.scanner.advance()
+        if queued:
+            self._pending += queued
             self._next_claim = 0.0
-        if finished:
-            self._scans.popleft()
-            if scan.persist:
-                log.info("scan of %s done: %d photos", os.fsdecode(scan.root), scan.count)
-
-    def _save_scan(self, scan: _Scan, finished: bool) -> None:
-        value: dict[str, Any] = {"complete": finished, "seen": scan.count, "started": scan.started}
-        if finished:
-            value["finished"] = time.time()
-        elif scan.last is not None:
-            value["after"] = [list(k) for k in walk_key(scan.last, scan.root)]
-        self.state.set(f"scan:{os.fsdecode(scan.root)}", value)
 
     def _scan_unchanged(self, path: Path) -> bool:
         """Stat-only: the photo and the sidecars pic last saw are as they were, and the model is the same."""
@@ -728,11 +533,11 @@ class Watcher:
             self._done(item, WatchResult(path, "learned" if learned else "unchanged", item.reason, learned=learned))
             return
         assert self._pool is not None
-        fut = self._pool.submit(self._analyze, _Job(path, sig, None), self.scorer, key)
+        fut = self._pool.submit(self._analyze, PhotoJob(path, sig, None), self.scorer, key)
         self._inflight[fut] = _InFlight(item, write=not has_user_crop, learned=learned)
         self._busy.add(item.key)
 
-    def _analyze(self, job: _Job, scorer: Scorer, key: str | None) -> _Output:
+    def _analyze(self, job: PhotoJob, scorer: Scorer, key: str | None) -> PhotoOutput:
         """Worker thread: decode + features (or the catalog's cached ones) + suggestion."""
         catalog = getattr(self._local, "catalog", None)
         if catalog is None and str(self.catalog.path) != ":memory:":
@@ -740,7 +545,7 @@ class Watcher:
             with self._worker_lock:
                 self._worker_catalogs.append(catalog)
                 if self.options.jobs > 1 and len(self._worker_catalogs) == 1:
-                    features.set_single_threaded()  # the threads share the cores: one torch thread each
+                    extract.set_single_threaded()  # the threads share the cores: one torch thread each
         return process_file(job, self.batch_options, scorer, catalog, key)
 
     def _collect(self, timeout: float) -> None:
@@ -755,10 +560,10 @@ class Watcher:
             try:
                 out = fut.result()
             except Exception as exc:  # process_file catches per-file errors; this is a bug, reported per file
-                out = _Output(info.item.path, (0, 0), error=f"internal error: {type(exc).__name__}: {exc}")
+                out = PhotoOutput(info.item.path, (0, 0), error=f"internal error: {type(exc).__name__}: {exc}")
             self._complete(info, out)
 
-    def _complete(self, info: _InFlight, out: _Output) -> None:
+    def _complete(self, info: _InFlight, out: PhotoOutput) -> None:
         item, path = info.item, info.item.path
         if out.error is None and info.write and self._editor_busy(path):
             if out.new_features is not None and out.content_key is not None:
@@ -768,7 +573,7 @@ class Watcher:
             return
         options = self.batch_options if info.write else dataclasses.replace(self.batch_options, write=False)
         with self.catalog.transaction():  # one commit per photo: catalog rows and the queue row go together
-            result = _finish(out, options, self.catalog, write=self._write)
+            result = finish(out, options, self.catalog, write=self._write)
             if result.status != "error":
                 if not info.write:
                     self._note_skipped_write(path)
@@ -791,9 +596,9 @@ class Watcher:
             self._problem("warning", f"will retry: {result.error}", path)
             self._emit(WatchResult(path, "deferred", item.reason, error=result.error))
 
-    def _write(self, out: _Output, options: BatchOptions) -> dict[str, Any]:
+    def _write(self, out: PhotoOutput, options: BatchOptions) -> dict[str, Any]:
         """Write the suggestion's sidecars (main thread, batch's writer path), remembering them as pic's own."""
-        written = _write_sidecars(out, options, writer=self.writer)
+        written = write_sidecars(out, options, writer=self.writer)
         for f in written.get("files", {}):
             self.own.remember(Path(f))
         return written
@@ -1005,15 +810,6 @@ def _all_sidecars(photo: Path) -> list[Path]:
     base, ext = os.path.splitext(photo.name)
     out.append(photo.with_name(f"{base}_01{ext}.xmp"))  # a darktable duplicate's sidecar (cheap first check)
     return out
-
-
-def _stop_observer(obs: Any) -> None:
-    try:
-        obs.stop()
-        if obs.is_alive():
-            obs.join(timeout=2)
-    except Exception:  # stopping an observer whose folder vanished can raise; it is gone either way
-        pass
 
 
 __all__ = [

@@ -49,11 +49,11 @@ from pic_plugin.core.geometry import (
 )
 from pic_plugin.imaging.decode import decode
 from pic_plugin.imaging.faces import Face
+from pic_plugin.model.finetune import FinetuneConfig, UserExample, finetune
 from pic_plugin.model.network import PicNet, PicScorer, UserModel, prior_user
 from pic_plugin.research.datasets import SubjectPhoto, stable_fold
 from pic_plugin.research.feature_store import FeatureStore
 from pic_plugin.research.personas import Persona, design_family
-from pic_plugin.research.prior_training import FinetuneConfig, UserExample, finetune
 
 EVAL_SEED = 1000
 K_VALUES = (0, 5, 10, 20, 50)

@@ -23,12 +23,12 @@ import torch
 from pic_plugin.analysis.composition import CompositionScorer, summarize_subject
 from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.geometry import FREE, Box, iou, parse_ratio
+from pic_plugin.model.finetune import UserExample, finetune, torch_threads
 from pic_plugin.model.network import PicScorer, load_prior, prior_user
 from pic_plugin.research import evaluation as ev
 from pic_plugin.research.datasets import load_gaicd, shared_data_dir, subject_photos
 from pic_plugin.research.feature_store import FeatureStore
 from pic_plugin.research.personas import FLMS_PAIRWISE_IOU, check_personas, design_family
-from pic_plugin.research.prior_training import UserExample, finetune, torch_threads
 
 
 def protocol_report(
