@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the PIC prior and write ``pic_plugin/data/pic_prior.pt`` (the recipe: ``pic_plugin/prior_recipe.py``).
+"""Train the PIC prior and write ``pic_plugin/data/pic_prior.pt`` (the recipe: ``pic_plugin/research/prior_recipe.py``).
 
 Seeded, fixed splits (``SubjectPhoto.split``; only ``train`` photos are used). Needs ``../shared/data``. Features
 are cached in ``$PIC_FEATURE_CACHE`` (default ``~/.cache/pic/features``), so a second run skips the backbone.

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """How much the framing rule should count, and how hard the generic prior keeps the subject: the validation runs
-behind ``model.RULE_WEIGHT``, ``PROFILE_RULE_WEIGHT``, ``GENERIC_RULE_WEIGHT``, ``SUBJECT_KEEP``,
+behind ``network.RULE_WEIGHT``, ``PROFILE_RULE_WEIGHT``, ``GENERIC_RULE_WEIGHT``, ``SUBJECT_KEEP``,
 ``SUBJECT_KEEP_PENALTY`` (a ratio imposed) and ``SUBJECT_KEEP_PENALTY_FREE`` (free-form).
 
-Runs on the *validation fold* of the training photos only (``training.validation_fold``, with their out-of-fold
+Runs on the *validation fold* of the training photos only (``prior_training.validation_fold``, with their out-of-fold
 subject maps, as prior training sees them), never on the test split the README reports. Simulated users: 12 of the
 DESIGN family and 12 of the broader family, seeds distinct from training and evaluation, and the 6 hand-made users
 of ``personas.tuning_personas`` (habits unlike the DESIGN family's; the README's "users outside the DESIGN family"

@@ -18,6 +18,9 @@ from PIL import Image
 from pic_plugin.research.datasets import shared_data_dir
 
 STRICT = os.environ.get("PIC_STRICT_SKIPS") == "1"
+#: The repository and the tests' own small fixtures (tests mirror ``pic_plugin/``, one folder per layer).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO_ROOT / "tests" / "data"
 
 
 def missing_requirement(reason: str) -> None:

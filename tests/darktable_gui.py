@@ -1,6 +1,6 @@
 """Run the real darktable (GUI, under Xvfb) with a throw-away config and library, driven by a Lua file.
 
-Used by tests/test_darktable_plugin.py. darktable 4.2 does not quit from Lua (``dt.control.quit()`` did not end
+Used by tests/integrations/test_darktable_plugin.py. darktable 4.2 does not quit from Lua (``dt.control.quit()`` did not end
 it, REAL-EDITORS.md), so the driver writes a marker line and the process is killed by its id.
 """
 

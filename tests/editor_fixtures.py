@@ -8,6 +8,7 @@ digiKam's own ``dbconfig.xml`` (Debian's digikam-data), then the ``Settings`` ro
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,3 +260,13 @@ def build_darktable_library(work: Path, darktable: str, timeout: float = 300) ->
         finally:
             _end(proc)
     return cfg / "library.db"
+
+
+def digikam_library(root: Path) -> Path:
+    """The real digiKam fixtures (original + two showfoto versions) in a folder with an awkward name."""
+    lib = root / "My \"Photos\" $HOME"
+    lib.mkdir(parents=True)
+    for name in ("IMG_0001.JPG", "IMG_0001_v1.png", "IMG_0001_v2.JPG"):
+        shutil.copy(REAL / name, lib / name)
+    return lib
+

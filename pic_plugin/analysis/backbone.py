@@ -171,7 +171,7 @@ def load_fast_backbone() -> torch.nn.Module:
 
     Tracing bakes the "same" padding amounts into the graph. They only depend on the input size's parity at
     each stride-2 layer, and every input pic builds is a multiple of 32 (``features.input_shape``), so one
-    trace serves all of them; ``tests/test_features.py`` checks it against the eager model on several shapes.
+    trace serves all of them; ``tests/analysis/test_features.py`` checks it against the eager model on several shapes.
     """
     eager = load_backbone().to(memory_format=torch.channels_last)
     example = torch.zeros(1, 3, 224, 320).contiguous(memory_format=torch.channels_last)

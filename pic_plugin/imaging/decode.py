@@ -101,7 +101,7 @@ def decode(path: str | Path, long_side: int = ANALYSIS_LONG_SIDE, oversize: floa
 
     The result's long side is at most ``long_side``, or up to ``oversize`` times that when the reduced decode
     already gives about the right size: the analysis resizes again anyway (CNN input, face detector), and a
-    24 MP JPEG decoded at 1/8 (750 px) would otherwise be resized twice (``analysis.py`` passes 1.5).
+    24 MP JPEG decoded at 1/8 (750 px) would otherwise be resized twice (``library/analyze.py`` passes 1.5).
     """
     path = Path(path)
     fmt = image_format(path)

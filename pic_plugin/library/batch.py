@@ -9,12 +9,12 @@ written concurrently. One bad file gives one error line and never stops the batc
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,17 +187,17 @@ def _run_jobs(jobs: list[PhotoJob], options: BatchOptions, catalog: Catalog) -> 
             _STATE.clear()
         return
     ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP have started threads
-    with cf.ProcessPoolExecutor(
+    with futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(catalog_path, options, True)
     ) as pool:
-        pending: set[cf.Future[PhotoOutput]] = set()
+        pending: set[futures.Future[PhotoOutput]] = set()
         queue = iter(jobs)
         for job in queue:
             pending.add(pool.submit(_process, job))
             if len(pending) >= workers * IN_FLIGHT_PER_JOB:
                 break
         while pending:
-            done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            done, pending = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
             for fut in done:
                 yield fut.result()
                 nxt = next(queue, None)

@@ -127,7 +127,7 @@ def _initial(db: sqlite_utils.Database) -> None:
 
 @migration("0002_watch")
 def _watch(db: sqlite_utils.Database) -> None:
-    # The watcher's persisted work (pic_plugin/watch_state.py): a restart after a crash resumes from here.
+    # The watcher's persisted work (pic_plugin/library/watch/state.py): a restart after a crash resumes from here.
     db.executescript(
         """
         CREATE TABLE watch_queue (

@@ -290,7 +290,8 @@ def _digikam_crop(info: digikam.VersionInfo, link: digikam.OriginalLink, version
 
 def _digikam_db_crops(db_path: Path, scope: list[str], index: digikam.HashIndex,
                       errors: ErrorSink) -> Iterator[LibraryCrop]:
-    from pic_plugin.editors.databases import DigikamDatabase, EditorDatabaseError
+    from pic_plugin.editors.databases import EditorDatabaseError
+    from pic_plugin.editors.digikam.database import DigikamDatabase
 
     try:
         db = DigikamDatabase(db_path)
@@ -355,7 +356,8 @@ def _digikam_db_crop(v, index: digikam.HashIndex) -> LibraryCrop | None:
 
 
 def _darktable_db_crops(db_path: Path, scope: list[str], errors: ErrorSink) -> Iterator[LibraryCrop]:
-    from pic_plugin.editors.databases import DarktableLibrary, EditorDatabaseError
+    from pic_plugin.editors.darktable.library_db import DarktableLibrary
+    from pic_plugin.editors.databases import EditorDatabaseError
 
     try:
         lib = DarktableLibrary(db_path)

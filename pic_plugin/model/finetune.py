@@ -120,7 +120,7 @@ def _finetune(
         order = np.argsort(-iou)
         top = order[: cfg.top]
         rest = order[cfg.top :]
-        rand = rng.choice(rest, size=min(len, cfg.candidates - len(top)), replace=False)
+        rand = rng.choice(rest, size=min(len(rest), cfg.candidates - len(top)), replace=False)
         idx = np.concatenate([top, rand])
         feats = cf.compute(ctx, np.concatenate([pool[idx], target[None]]))
         contents.append(torch.from_numpy(feats.content[:-1]))

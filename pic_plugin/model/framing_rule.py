@@ -13,7 +13,7 @@ clamped to the frame. ``fit_rule`` finds the rule that reproduces the user's cro
 then a finer grid around the best; which kind of rule — a fixed ratio, free-form, a frame trimmer — by
 leave-one-out, so that a few crops cannot buy a rule with more freedom than they support), on pic's *own* subject
 estimate, so the errors of that estimate are part of what the fit absorbs. A handful of parameters is pinned down by a few crops where the network's latent and
-adapter (``training.finetune``) are not: the user's scorer (``model.PicScorer``) adds a bonus for candidates
+adapter (``finetune.finetune``) are not: the user's scorer (``network.PicScorer``) adds a bonus for candidates
 close to the rule's crop, weighted by how many crops the rule rests on.
 """
 

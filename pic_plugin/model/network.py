@@ -7,7 +7,7 @@ score(crop) = objective(crop) + subjective(crop, z_u) + adapter_u . geometry(cro
   trained self-supervised on well-composed photographs (VFN: the photographer's frame beats its sub-windows).
 - Individual preference module: a user latent ``z_u`` = embedding of the user's profile attributes (optional)
   + an encoding of the user's example crops (mean over the crops, shrunk toward 0 when there are few) + a free
-  offset fitted to those crops by ``training.finetune``. The subjective score is conditioned on each candidate:
+  offset fitted to those crops by ``finetune.finetune``. The subjective score is conditioned on each candidate:
   an MLP over [candidate geometry, z_u, (A geometry) * (B z_u)], so it works for any image size and ratio.
 - Per-user adapter: a linear correction on the candidate's geometry, fitted with a strong pull toward 0
   (habits outside what the prior has seen, e.g. an unusually loose framer).

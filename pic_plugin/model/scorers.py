@@ -1,6 +1,6 @@
 """The scorers pic can suggest with, by name. A new scorer is one module plus one entry here.
 
-- ``pic``: the learned PIC model (``model.py``): shipped prior weights + the user's active fine-tuned version from
+- ``pic``: the learned PIC model (``network.py``): shipped prior weights + the user's active fine-tuned version from
   the catalog (no user or no version: the generic prior, moved by the user's profile attributes). The default.
 - ``composition``: the explicit composition baseline (``composition.py``), no learning.
 """

@@ -2,7 +2,7 @@
 
 ``pic batch`` compares this string with the one stored for each photo to decide that an unchanged photo needs no
 work; loading torch and the prior just to learn it would cost a second on every re-run. The prior's version is
-kept in ``pic_prior.json`` next to the weights (written by ``model.save_prior``) together with the weights file's
+kept in ``pic_prior.json`` next to the weights (written by ``network.save_prior``) together with the weights file's
 SHA-256, so a weights file replaced without its JSON is noticed and the weights are loaded to ask them.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from pic_plugin.core.paths import DATA_DIR
 
 PRIOR_FILE = DATA_DIR / "pic_prior.pt"
-USER_FORMAT = "pic-user-1"  # the catalog's serialization of one user's model (``model.UserModel``)
+USER_FORMAT = "pic-user-1"  # the catalog's serialization of one user's model (``network.UserModel``)
 #: How the scorer turns the weights into crops (rule weights, penalties). Part of every ``pic`` scorer version, so
 #: that ``pic batch`` redoes its suggestions when this changes even though the weights did not; bump it then.
 #: (A user's fine-tuned model belongs to the prior's weights, ``prior_version``, not to this.)
@@ -34,7 +34,7 @@ def write_info(weights: Path, version: str) -> None:
 
 
 def prior_version(weights: Path = PRIOR_FILE) -> str:
-    """The version string of the shipped prior (``model.load_prior``'s ``meta["version"]``)."""
+    """The version string of the shipped prior (``network.load_prior``'s ``meta["version"]``)."""
     try:
         info = json.loads(info_file(weights).read_text())
         if info.get("sha256") == hashlib.sha256(weights.read_bytes()).hexdigest() and info.get("version"):

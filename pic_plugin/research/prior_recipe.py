@@ -1,8 +1,8 @@
 """The recipe that produces the shipped prior weights (``data/pic_prior.pt``): data, settings, seeds.
 
 Used by ``scripts/train_prior.py`` and ``pic train``. Data: the ``train`` split of the photos with human subject
-masks (and their mirror images) less a fixed validation fold of scenes (``training.validation_fold``: its curve is
-printed while training, it is never a training signal), with out-of-fold subject maps (``training.out_of_fold_subject_maps``); the
+masks (and their mirror images) less a fixed validation fold of scenes (``prior_training.validation_fold``: its curve is
+printed while training, it is never a training signal), with out-of-fold subject maps (``prior_training.out_of_fold_subject_maps``); the
 well-composed photographs for the self-supervised VFN term; optionally GAICD scored crops and real users' crops
 when the user owns those datasets. Everything is seeded; the splits are fixed by hashing scene names.
 """

@@ -125,7 +125,7 @@ def out_of_fold_subject_maps(
     from PIL import Image
 
     from pic_plugin.analysis import backbone
-    from pic_plugin.analysis.features import FeatureHead, backbone_input
+    from pic_plugin.analysis.heads import FeatureHead, backbone_input
     from pic_plugin.imaging.decode import decode
 
     torch.manual_seed(seed)
@@ -443,7 +443,7 @@ class EpisodeSampler:
         order = np.argsort(-ious)
         top = order[:n_top]
         rest = order[n_top:]
-        n_rand = min(cfg.random_candidates, len)
+        n_rand = min(cfg.random_candidates, len(rest))
         rand = self.rng.choice(rest, size=n_rand, replace=False) if n_rand else rest[:0]
         idx = np.concatenate([top, rand])
         return pool[idx], ious[idx]

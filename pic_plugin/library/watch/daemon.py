@@ -20,7 +20,6 @@ are committed: a restart, also after ``kill -9``, resumes where the last run sto
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import dataclasses
 import json
@@ -31,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,12 +204,12 @@ class Watcher:
         self._stop = threading.Event()
         self._lock = DaemonLock(catalog.path) if lock and str(catalog.path) != ":memory:" else None
         self._scorer: Scorer | None = None
-        self._pool: cf.ThreadPoolExecutor | None = None
-        self._learn_pool: cf.ThreadPoolExecutor | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
+        self._learn_pool: futures.ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._worker_catalogs: list[Catalog] = []
         self._worker_lock = threading.Lock()
-        self._inflight: dict[cf.Future[PhotoOutput], _InFlight] = {}
+        self._inflight: dict[futures.Future[PhotoOutput], _InFlight] = {}
         self._busy: set[bytes] = set()
         self.scanner = Scanner(self.state, catalog, self._scan_unchanged, self._problem, options.scan_chunk)
         self._next_claim = 0.0
@@ -219,7 +219,7 @@ class Watcher:
         self._next_heartbeat = 0.0
         self._finetune_at: float | None = None
         self._last_finetune = -1e18
-        self._finetune_future: cf.Future[dict[str, Any] | None] | None = None
+        self._finetune_future: futures.Future[dict[str, Any] | None] | None = None
         self._refresh_near: set[str] = set()
         self._started = time.time()
         self._errors_in_a_row = 0
@@ -261,8 +261,8 @@ class Watcher:
                  "catalog": os.fsdecode(self.catalog.path), "user": self.options.user}
             )  # fmt: skip
         self._holding = True  # from here on this daemon owns the catalog's watch state
-        self._pool = cf.ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="pic-analyze")
-        self._learn_pool = cf.ThreadPoolExecutor(1, thread_name_prefix="pic-finetune")
+        self._pool = futures.ThreadPoolExecutor(max(1, self.options.jobs), thread_name_prefix="pic-analyze")
+        self._learn_pool = futures.ThreadPoolExecutor(1, thread_name_prefix="pic-finetune")
         _ = self.scorer
         for root in self.roots:
             root.arm(self._on_event, self._problem, self.options.poll, self.options.poll_interval)
@@ -553,7 +553,7 @@ class Watcher:
             if timeout > 0:
                 self._stop.wait(timeout)
             return
-        done, _ = cf.wait(list(self._inflight), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        done, _ = futures.wait(list(self._inflight), timeout=timeout, return_when=futures.FIRST_COMPLETED)
         for fut in done:
             info = self._inflight.pop(fut)
             self._busy.discard(info.item.key)
@@ -736,7 +736,7 @@ class Watcher:
         log.info("fine-tuning %s's model", user)
         self._finetune_future = self._learn_pool.submit(self.learner, self.catalog.path, user)
 
-    def _finetuned(self, fut: cf.Future[dict[str, Any] | None]) -> None:
+    def _finetuned(self, fut: futures.Future[dict[str, Any] | None]) -> None:
         user = self.options.user
         t0 = time.time()
         try:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from digikam_fixtures import exif_display
 from editor_fixtures import REAL
 from PIL import Image, ImageOps
-from test_digikam_history import exif_display
 
 from pic_plugin.core.orientation import read_exif_orientation
-from pic_plugin.editors.databases import DigikamDatabase
+from pic_plugin.editors.digikam.database import DigikamDatabase
 from pic_plugin.editors.digikam.history import parse_history, replay
 
 ORIGINAL = REAL / "IMG_0001.JPG"

@@ -11,7 +11,7 @@ import pytest
 import watch_standins as ws
 from watch_helpers import darktable_edit, fast_options, running_watcher, wait_for
 
-from conftest import jpeg_bytes, make_photo
+from conftest import TEST_DATA, jpeg_bytes, make_photo
 from pic_plugin.core.geometry import Box, iou
 from pic_plugin.library.catalog import Catalog
 
@@ -132,7 +132,7 @@ def test_pic_watch_command_runs_and_stops_on_ctrl_c(tmp_path: Path, catalog_path
 
 
 def test_a_digikam_version_teaches_the_crop_of_its_original(tmp_path: Path, catalog_path: Path) -> None:
-    fixture = Path(__file__).parent / "data" / "digikam-real"  # real showfoto 7.9 output (see its PROVENANCE.md)
+    fixture = TEST_DATA / "digikam-real"  # real showfoto 7.9 output (see its PROVENANCE.md)
     root = tmp_path / "photos"
     root.mkdir()
     shutil.copy(fixture / "IMG_0001.JPG", root / "IMG_0001.JPG")

@@ -293,7 +293,7 @@ def test_symlink_loops_bad_files_and_unreadable_things_do_not_stop_it(tmp_path: 
 
 
 def test_disk_full_keeps_the_old_sidecar_and_retries(tmp_path: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pic_plugin.editors.xmp as xmp_mod
+    import pic_plugin.editors.xmp.files as xmp_mod
 
     root = tmp_path / "photos"
     photo = _photo(root, "a.jpg")
@@ -374,7 +374,7 @@ def test_scan_resumes_after_a_crash(tmp_path: Path, catalog_path: Path, monkeypa
     first.start()
     first._advance_scans()  # the scan queues a first slice and records where it is ...
     for r in first.roots:
-        first._disarm(r)
+        r.disarm()
     first._pool.shutdown(wait=True)  # type: ignore[union-attr]
     first._lock.release()  # type: ignore[union-attr]  # ... and the process dies (nothing else ran)
     queued = WatchState(cat).pending()

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import jpeg_bytes, make_photo
+from conftest import REPO_ROOT, jpeg_bytes, make_photo
 from pic_plugin.core.geometry import Box, parse_ratio
 from pic_plugin.editors import darktable
 from pic_plugin.editors.sidecars import find_crops
@@ -372,7 +372,7 @@ def test_server_is_loopback_only_with_a_strict_policy(env: Env, tmp_path: Path) 
             assert _request(server, "GET", f"/t/{server.token}/static/{asset}")[0] == 200
         # The page loads nothing from outside: no absolute URLs in its assets.
         for asset in ("review.html", "review.js", "review.css"):
-            text = (Path(__import__("pic_plugin.review").review.__file__).parent / "web" / asset).read_text()
+            text = (REPO_ROOT / "pic_plugin" / "review" / "web" / asset).read_text()
             assert "http://" not in text and "https://" not in text and "//cdn" not in text
 
 

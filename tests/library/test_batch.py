@@ -41,12 +41,12 @@ def test_batch_json_then_unchanged_rerun_does_no_image_work(photo_dir: Path, cat
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["status"] for r in rows) == ["done"] * 3
 
-    import pic_plugin.library.batch as batch
+    import pic_plugin.library.pipeline as pipeline
 
     def boom(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("image work on an unchanged folder")
 
-    monkeypatch.setattr(batch, "analyze_file", boom)
+    monkeypatch.setattr(pipeline, "analyze_file", boom)
     code, out, _ = _run("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))
     assert code == 0
     assert [json.loads(line)["status"] for line in out.splitlines()] == ["unchanged"] * 3

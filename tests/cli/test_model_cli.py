@@ -145,7 +145,7 @@ def test_eval_on_a_users_own_crops(pic: click.Group, tmp_path: Path, catalog_pat
 
 def test_learn_from_library_reads_the_editors(pic: click.Group, tmp_path: Path, catalog_path: Path) -> None:
     """`pic learn --from-library` harvests real digiKam versions (and re-reading changes nothing)."""
-    from test_harvest import digikam_library
+    from editor_fixtures import digikam_library
 
     lib = digikam_library(tmp_path)
     args = ["learn", "--user", "me", "--from-library", str(lib), "--json", "--catalog", str(catalog_path)]
@@ -176,7 +176,7 @@ def test_rejected_suggestions_are_not_learned_as_crops(tmp_path: Path, catalog_p
 
 def test_from_library_takes_several_paths_after_one_flag(pic: click.Group, tmp_path: Path, catalog_path: Path) -> None:
     """`pic learn --from-library A B` (DESIGN section 3) reads both; a bare path without the flag is refused."""
-    from test_harvest import digikam_library
+    from editor_fixtures import digikam_library
 
     a, b = digikam_library(tmp_path / "a"), digikam_library(tmp_path / "b")
     r = CliRunner().invoke(

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from test_model_features import synthetic_analysis
+from analysis_fixtures import synthetic_analysis
 
 from pic_plugin.analysis import candidate_features as cf
 from pic_plugin.analysis.candidates import generate

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from editor_fixtures import REAL, darktable_cases, snapshot
+from digikam_fixtures import crop_step, rotate_step
+from editor_fixtures import REAL, darktable_cases, digikam_library, snapshot
 from PIL import Image
-from test_digikam_history import crop_step, rotate_step
 
-from conftest import jpeg_bytes, make_photo
+from conftest import TEST_DATA, jpeg_bytes, make_photo
 from pic_cli.main import cli
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_to_stored, stored_to_displayed
@@ -25,16 +25,9 @@ from pic_plugin.editors.xmp import XmpDocument
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.harvest import APPROXIMATE_FACTOR, WEIGHT_ACCEPTED_SUGGESTION, collect_crops, harvest
 
-DT_REAL = Path(__file__).parent / "data" / "darktable-real" / "library.db.gz"
+DT_REAL = TEST_DATA / "darktable-real" / "library.db.gz"
 
 
-def digikam_library(root: Path) -> Path:
-    """The real digiKam fixtures (original + two showfoto versions) in a folder with an awkward name."""
-    lib = root / "My \"Photos\" $HOME"
-    lib.mkdir(parents=True)
-    for name in ("IMG_0001.JPG", "IMG_0001_v1.png", "IMG_0001_v2.JPG"):
-        shutil.copy(REAL / name, lib / name)
-    return lib
 
 
 def version_sidecar(history: History, unique_id: str | None = None) -> bytes:

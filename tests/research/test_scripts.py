@@ -6,12 +6,13 @@ import runpy
 import sys
 from pathlib import Path
 
+from conftest import REPO_ROOT
 from pic_plugin.analysis.composition import GEOMETRY_FILE
 
 
 def test_crop_statistics_reproduce_the_shipped_prior(shared_data: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "geometry.json"
-    script = Path(__file__).resolve().parent.parent / "scripts" / "crop_statistics.py"
+    script = REPO_ROOT / "scripts" / "crop_statistics.py"
     monkeypatch.setattr(sys, "argv", [str(script), "--out", str(out)])
     try:
         runpy.run_path(str(script), run_name="__main__")

@@ -11,12 +11,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from digikam_fixtures import chains, coordinate_image
 from editor_fixtures import REAL, DkImage, make_digikam_db, snapshot
 from hypothesis import HealthCheck, given, settings
-from test_digikam_history import chains, coordinate_image
 
 from pic_plugin.core.geometry import Box
-from pic_plugin.editors.databases import DigikamDatabase, EditorDatabaseError, connect_readonly, resolve_digikam_root
+from pic_plugin.editors.databases import EditorDatabaseError, connect_readonly
+from pic_plugin.editors.digikam.database import DigikamDatabase, resolve_digikam_root
 from pic_plugin.editors.digikam.history import FileRef, History, parse_history, replay
 
 
@@ -63,7 +64,7 @@ def test_digikam_schema_round_trip(tmp_path: Path, digikam_dbconfig: Path):
 
 
 def chains_example():
-    from test_digikam_history import crop_step, rotate_step
+    from digikam_fixtures import crop_step, rotate_step
 
     return [rotate_step(90), crop_step(3, 4, 10, 12)]
 
@@ -82,7 +83,7 @@ def test_random_histories_through_a_real_schema_database(tmp_path_factory, digik
         (v,) = list(db.versions())
     got = replay(parse_history(v.history).steps_from_original(), (v.derived_from[0].width, v.derived_from[0].height))
     arr = coordinate_image(w, h)
-    from test_digikam_history import apply_numpy
+    from digikam_fixtures import apply_numpy
 
     for s in steps:
         arr = apply_numpy(arr, s)

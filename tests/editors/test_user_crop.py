@@ -1,4 +1,4 @@
-"""``sidecars.user_crop``: a crop the user accepted or adjusted is written as theirs, never as pic's own."""
+"""``editors.user_crop``: a crop the user accepted or adjusted is written as theirs, never as pic's own."""
 
 from __future__ import annotations
 

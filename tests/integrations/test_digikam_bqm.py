@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import jpeg_bytes, make_photo, missing_requirement
+from conftest import REPO_ROOT, jpeg_bytes, make_photo, missing_requirement
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SCRIPT = ROOT / "plugins" / "digikam" / "pic-bqm.sh"
 PIC = Path(sys.executable).with_name("pic")
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_model_features import synthetic_analysis
+from analysis_fixtures import synthetic_analysis
 
 from pic_plugin.analysis import candidate_features as cf
 from pic_plugin.analysis.suggest import suggest

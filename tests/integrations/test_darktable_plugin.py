@@ -28,13 +28,13 @@ import pytest
 from darktable_gui import Xvfb, active, missing_programs, read_history, run_darktable
 from PIL import Image, ImageOps
 
-from conftest import jpeg_bytes, make_photo, missing_requirement
+from conftest import REPO_ROOT, jpeg_bytes, make_photo, missing_requirement
 from pic_plugin.core.geometry import Box
 from pic_plugin.editors.darktable.styles import StyleItem, crop_item, make_style, write_style
 
 pytestmark = [pytest.mark.slow, pytest.mark.darktable]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 PLUGIN = ROOT / "plugins" / "darktable" / "pic.lua"
 PIC = Path(sys.executable).with_name("pic")
 SCREENSHOT = ROOT / "docs" / "darktable-module.png"
