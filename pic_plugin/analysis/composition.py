@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from pic_plugin.analysis.features import ImageAnalysis, IntegralMap
+from pic_plugin.analysis.subject import SubjectSummary, summarize_subject
 from pic_plugin.core.paths import DATA_DIR
 
 GEOMETRY_FILE = DATA_DIR / "crop_geometry.json"
@@ -42,48 +42,6 @@ STAT_NAMES = (
     "cy",
     "subject_conf",
 )
-
-
-@dataclass
-class SubjectSummary:
-    """The subject as the composition features see it."""
-
-    weights: np.ndarray  # h x w, subject probability with faces added
-    box: tuple[float, float, float, float]  # normalized box holding ~99% of the subject mass
-    centroid: tuple[float, float]
-    confidence: float  # 0 = no clear subject (landscape, texture), 1 = a clear one
-
-
-SUBJECT_FLOOR = 0.1  # subject probability below this is background
-SUBJECT_TAIL = 0.005  # the subject box leaves out this share of the mass on each side
-
-
-def summarize_subject(analysis: ImageAnalysis) -> SubjectSummary:
-    s = analysis.subject.astype(np.float32).copy()
-    h, w = s.shape
-    for face in analysis.faces:
-        x0, y0, x1, y1 = face.box.to_pixels((w, h))
-        s[y0:y1, x0:x1] = np.maximum(s[y0:y1, x0:x1], min(1.0, face.score + 0.1))
-    # Mass counts pixels that may be subject; the faintest background activation is not. A low floor keeps
-    # thin parts (legs, tails, masts) that the map rates uncertain: losing them is what people notice.
-    mass = np.clip((s - SUBJECT_FLOOR) / (1 - SUBJECT_FLOOR), 0, 1)
-    total = float(mass.sum())
-    confidence = float(min(1.0, total / (0.01 * h * w))) if total > 0 else 0.0
-    if total <= 1e-6:
-        return SubjectSummary(mass, (0.0, 0.0, 1.0, 1.0), (0.5, 0.5), 0.0)
-    cols, rows = mass.sum(0) / total, mass.sum(1) / total
-    box = (*_quantile_span(cols, SUBJECT_TAIL, 1 - SUBJECT_TAIL), *_quantile_span(rows, SUBJECT_TAIL, 1 - SUBJECT_TAIL))
-    xs, ys = (np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h
-    centroid = (float((cols * xs).sum()), float((rows * ys).sum()))
-    return SubjectSummary(mass, (box[0], box[2], box[1], box[3]), centroid, confidence)
-
-
-def _quantile_span(profile: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
-    c = np.cumsum(profile)
-    n = len(profile)
-    start = float(np.searchsorted(c, lo)) / n
-    end = float(np.searchsorted(c, hi) + 1) / n
-    return max(0.0, start), min(1.0, end)
 
 
 def candidate_stats(analysis: ImageAnalysis, boxes: np.ndarray, subject: SubjectSummary | None = None) -> np.ndarray:

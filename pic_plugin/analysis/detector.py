@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from pic_plugin.analysis.features import Detection
 from pic_plugin.core.geometry import Box, intersection
 from pic_plugin.core.paths import DATA_DIR
 
@@ -35,13 +36,6 @@ MIN_SCORE = 0.3
 NMS_IOU = 0.6
 MAX_DETECTIONS = 100
 PRE_NMS = 1000  # best candidates kept for NMS
-
-
-@dataclass(frozen=True)
-class Detection:
-    box: Box  # normalized (left, top, right, bottom) in the image given
-    score: float  # 0..1
-    label: str  # COCO class name, e.g. "person", "dog"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pic_plugin.analysis.detector import detect_objects
 from pic_plugin.analysis.features import ImageAnalysis
 from pic_plugin.imaging.faces import detect_faces
 
@@ -42,8 +43,8 @@ def tune_allocator() -> None:
 _lock = threading.Lock()
 
 
-def analyze(decoded: DecodedImage, with_faces: bool = True) -> ImageAnalysis:
-    """Run the backbone, the feature head and the face detector on one decoded image."""
+def analyze(decoded: DecodedImage, with_faces: bool = True, with_objects: bool = True) -> ImageAnalysis:
+    """Run the backbone, the feature head, the face detector and the object detector on one decoded image."""
     import torch
 
     from pic_plugin.analysis import backbone
@@ -56,7 +57,8 @@ def analyze(decoded: DecodedImage, with_faces: bool = True) -> ImageAnalysis:
         fmap, logits = head(net(x))
     subject = torch.sigmoid(logits[0]).numpy().astype(np.float32)
     faces = detect_faces(decoded.pixels) if with_faces else []
-    return ImageAnalysis(decoded.size, fmap[0].numpy().astype(np.float16), subject, faces)
+    objects = detect_objects(decoded.pixels) if with_objects else []
+    return ImageAnalysis(decoded.size, fmap[0].numpy().astype(np.float16), subject, faces, objects)
 
 
 def set_single_threaded() -> None:

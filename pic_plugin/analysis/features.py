@@ -21,10 +21,20 @@ if TYPE_CHECKING:
     pass
 
 #: Bump when the cached per-image features change meaning (new head weights, other input size).
-FEATURE_VERSION = "feat-2"
+#: feat-3: the objects the detector found (``objects``) are part of the features.
+FEATURE_VERSION = "feat-3"
 FEATURE_CHANNELS = 16
 INPUT_SHORT_SIDE = 224
 INPUT_MAX_LONG_SIDE = 448
+
+
+@dataclass(frozen=True)
+class Detection:
+    """An object the detector found (``detector.detect_objects``)."""
+
+    box: Box  # normalized (left, top, right, bottom) in the displayed frame
+    score: float  # 0..1
+    label: str  # COCO class name, e.g. "person", "dog"
 
 
 @dataclass
@@ -35,6 +45,7 @@ class ImageAnalysis:
     fmap: np.ndarray  # C x h x w float16, stride-16 reduced CNN features
     subject: np.ndarray  # h8 x w8 float32 in [0, 1]: probability that a pixel belongs to the main subject
     faces: list[Face] = field(default_factory=list)
+    objects: list[Detection] = field(default_factory=list)  # the detector's objects, best first
     version: str = FEATURE_VERSION
 
     def to_bytes(self) -> bytes:
@@ -46,6 +57,8 @@ class ImageAnalysis:
             fmap=self.fmap.astype(np.float16),
             subject=self.subject.astype(np.float16),
             faces=faces,
+            objects=np.array([[*o.box, o.score] for o in self.objects], dtype=np.float32).reshape(-1, 5),
+            labels=np.array([o.label for o in self.objects], dtype=str),
             version=np.array(self.version),
         )
         return buf.getvalue()
@@ -54,11 +67,18 @@ class ImageAnalysis:
     def from_bytes(cls, data: bytes) -> ImageAnalysis:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             faces = [Face(Box(*map(float, row[:4])), float(row[4])) for row in z["faces"]]
+            objects = []
+            if "objects" in z.files:  # features from before feat-3 have none (and are recomputed: version)
+                objects = [
+                    Detection(Box(*map(float, row[:4])), float(row[4]), str(label))
+                    for row, label in zip(z["objects"], z["labels"], strict=True)
+                ]
             return cls(
                 size=(int(z["size"][0]), int(z["size"][1])),
                 fmap=z["fmap"].astype(np.float16),
                 subject=z["subject"].astype(np.float32),
                 faces=faces,
+                objects=objects,
                 version=str(z["version"]),
             )
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from pic_plugin.analysis import candidates as cand
 from pic_plugin.analysis.features import ImageAnalysis
+from pic_plugin.analysis.subject import find_subject
 from pic_plugin.core.geometry import Box, Ratio, iou, snap_to_ratio
 from pic_plugin.core.suggestion import Alternative, Scorer, Suggestion
 
@@ -113,6 +114,7 @@ def suggest(
         return float(probs[ious >= SAME_CROP_IOU].sum())
 
     crops = [snap_to_ratio(Box(*(float(v) for v in boxes[i])), size, ratio).rounded(6) for i in chosen]
+    subject = find_subject(analysis)
     return Suggestion(
         path=path,
         crop=crops[0],
@@ -122,6 +124,8 @@ def suggest(
         model=scorer.version,
         user=user_name,
         alternatives=[Alternative(c, belief(i)) for c, i in zip(crops[1:], chosen[1:], strict=True)],
+        subject=subject.box if subject is not None else None,
+        subject_kind=subject.kind if subject is not None else None,
     )
 
 

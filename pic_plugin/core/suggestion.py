@@ -45,6 +45,8 @@ class Suggestion:
     user: str | None = None
     alternatives: list[Alternative] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    subject: Box | None = None  # what pic framed (normalized, displayed frame); None: pic sees no subject
+    subject_kind: str | None = None  # "person", "dog", ... (the detector's label), "face", or None (unknown)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines contract of DESIGN section 3."""
@@ -57,6 +59,8 @@ class Suggestion:
             "user": self.user,
             "model": self.model,
             "size": list(self.size),
+            "subject": self.subject.rounded(4).as_list() if self.subject is not None else None,
+            "subject_kind": self.subject_kind,
         }
 
     @property
