@@ -50,6 +50,7 @@ from .common import catalog_option, open_catalog, ratio_option, show_path, user_
 @click.option("--shard", metavar="I/N", help="Process only the I-th of N slices of the files (for clusters).")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help=f"Scoring model (default: {scorers.DEFAULT}, the learned model with your fine-tuning; composition: the explicit baseline).")
 @click.option("--refresh", is_flag=True, help="Redo photos even when nothing changed since the last run.")
+@click.option("--fast", is_flag=True, help="Skip the object detector: the subject comes from pic's subject map and faces alone (about twice as fast per photo, a less reliable subject on people, animals and vehicles).")
 def batch(
     paths: tuple[Path, ...],
     catalog_path: Path | None,
@@ -67,6 +68,7 @@ def batch(
     shard: str | None,
     scorer: str | None,
     refresh: bool,
+    fast: bool,
 ) -> None:
     """Suggest a crop for every photo under PATHS and write it to the sidecars.
 
@@ -93,6 +95,7 @@ def batch(
             shard=parse_shard(shard),
             scorer=scorer,
             refresh=refresh,
+            fast=fast,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

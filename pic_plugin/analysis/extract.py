@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pic_plugin.analysis.detector import detect_objects
-from pic_plugin.analysis.features import ImageAnalysis
+from pic_plugin.analysis.features import FAST_FEATURE_VERSION, FEATURE_VERSION, ImageAnalysis
 from pic_plugin.imaging.faces import detect_faces
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ def analyze(decoded: DecodedImage, with_faces: bool = True, with_objects: bool =
     subject = torch.sigmoid(logits[0]).numpy().astype(np.float32)
     faces = detect_faces(decoded.pixels) if with_faces else []
     objects = detect_objects(decoded.pixels) if with_objects else []
-    return ImageAnalysis(decoded.size, fmap[0].numpy().astype(np.float16), subject, faces, objects)
+    version = FEATURE_VERSION if with_objects else FAST_FEATURE_VERSION
+    return ImageAnalysis(decoded.size, fmap[0].numpy().astype(np.float16), subject, faces, objects, version)
 
 
 def set_single_threaded() -> None:

@@ -29,8 +29,9 @@ class FileAnalysis:
     new_features: bytes | None = None  # serialized features to store, when freshly computed
 
 
-def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None) -> FileAnalysis:
-    """Analyze ``path``; ``cached`` = the catalog's stored features for its content, if any.
+def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None, fast: bool = False) -> FileAnalysis:
+    """Analyze ``path``; ``cached`` = the catalog's stored features for its content, if any. ``fast``: without the
+    object detector (full features from the cache are still used when they are there).
 
     Raises DecodeError for unreadable images. Orientation is read again (cheap) because the catalog's cache is
     per content, and content is what the orientation tag belongs to anyway.
@@ -40,13 +41,13 @@ def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None
     if cached is not None:
         try:
             analysis = ImageAnalysis.from_bytes(cached)
-            if analysis.version == features.FEATURE_VERSION:
+            if analysis.version == features.FEATURE_VERSION or (fast and analysis.version == features.FAST_FEATURE_VERSION):
                 orientation = raw_orientation(path) if fmt == "raw" else read_exif_orientation(path)
                 return FileAnalysis(path, key, analysis, orientation, fmt, cached=True)
         except (ValueError, KeyError, OSError):
             pass  # a damaged cache entry is recomputed
     decoded = decode(path, oversize=1.5)
-    analysis = extract.analyze(decoded)
+    analysis = extract.analyze(decoded, with_objects=not fast)
     return FileAnalysis(
         path, key, analysis, decoded.orientation, decoded.format, cached=False, new_features=analysis.to_bytes()
     )

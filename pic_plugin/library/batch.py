@@ -22,7 +22,15 @@ from typing import Any
 from pic_plugin.analysis import extract
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.options import BatchOptions
-from pic_plugin.library.pipeline import UNCROPPED_AREA, FileResult, PhotoJob, PhotoOutput, finish, process_file
+from pic_plugin.library.pipeline import (
+    FAST_SUFFIX,
+    UNCROPPED_AREA,
+    FileResult,
+    PhotoJob,
+    PhotoOutput,
+    finish,
+    process_file,
+)
 from pic_plugin.library.scan import file_signature, in_shard, iter_images
 from pic_plugin.model import scorers
 
@@ -106,7 +114,9 @@ def _unchanged(catalog: Catalog, path: Path, signature: tuple[int, int], options
     if record is None or record.error or (record.file_size, record.mtime_ns) != signature:
         return False
     previous = catalog.suggestion(record.id, options.user, options.ratio.name)
-    if previous is None or previous["model"] != model or previous["top_k"] != options.top_k:
+    # a --fast run keeps full suggestions; a full run redoes --fast ones (they were made without the detector)
+    models = {model, model + FAST_SUFFIX} if options.fast else {model}
+    if previous is None or previous["model"] not in models or previous["top_k"] != options.top_k:
         return False
     written = previous["written"] or {}
     if options.write:

@@ -34,6 +34,7 @@ class BatchOptions(SuggestOptions):
     dry_run: bool = False
     shard: tuple[int, int] | None = None
     refresh: bool = False  # redo files even when unchanged
+    fast: bool = False  # no object detector: the subject from pic's subject map and faces alone (about 2x faster)
 
 
 def parse_targets(text: str) -> tuple[str, ...]:

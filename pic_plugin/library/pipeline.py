@@ -24,6 +24,10 @@ from pic_plugin.library.scan import content_key
 UNCROPPED_AREA = 0.999
 
 
+#: Added to the model version of a suggestion made without the object detector (``--fast``).
+FAST_SUFFIX = "+fast"
+
+
 @dataclass
 class PhotoJob:
     path: Path
@@ -40,6 +44,7 @@ class PhotoOutput:
     format: str | None = None
     size: tuple[int, int] | None = None
     new_features: bytes | None = None
+    feature_version: str = features.FEATURE_VERSION  # of ``new_features`` (``--fast``: without the detector)
     cached: bool = False
     suggestion: Suggestion | None = None
     exported: str | None = None
@@ -58,7 +63,10 @@ def process_file(
     try:
         key = key or content_key(job.path, job.signature[0])
         cached = catalog.features(key, features.FEATURE_VERSION) if catalog is not None else None
-        fa = analyze_file(job.path, cached, key)
+        if cached is None and options.fast and catalog is not None:
+            cached = catalog.features(key, features.FAST_FEATURE_VERSION)
+        fa = analyze_file(job.path, cached, key, fast=options.fast)
+        out.feature_version = fa.analysis.version
         out.content_key, out.orientation, out.format = key, fa.orientation, fa.format
         out.size, out.new_features, out.cached = fa.analysis.size, fa.new_features, fa.cached
         out.suggestion = suggest(
@@ -70,6 +78,8 @@ def process_file(
             path=os.fsdecode(job.path),
             user_name=options.user,
         )
+        if fa.analysis.version == features.FAST_FEATURE_VERSION:
+            out.suggestion.model += FAST_SUFFIX  # a full run redoes it (``batch._unchanged``)
         if options.export_dir is not None:
             from pic_plugin.imaging.export import export_crop, export_path
 
@@ -138,7 +148,7 @@ def finish(out: PhotoOutput, options: BatchOptions, catalog: Catalog, write: Sid
         error=None,
     )
     if out.new_features is not None:
-        catalog.put_features(out.content_key, features.FEATURE_VERSION, out.new_features)
+        catalog.put_features(out.content_key, out.feature_version, out.new_features)
     written: dict[str, Any] = {"targets": list(options.targets) if options.write else [], "mode": options.mode}
     if out.exported:
         written["exported"] = out.exported

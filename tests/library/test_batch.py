@@ -53,6 +53,32 @@ def test_batch_json_then_unchanged_rerun_does_no_image_work(photo_dir: Path, cat
     assert _hashes(photo_dir) == before
 
 
+def test_batch_fast_skips_the_detector_and_a_full_run_redoes_it(photo_dir: Path, catalog_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pic_plugin.analysis.extract as extract
+
+    real = extract.detect_objects
+
+    def no_detector(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("the detector ran in a --fast batch")
+
+    monkeypatch.setattr(extract, "detect_objects", no_detector)
+    args = ("batch", str(photo_dir), "--no-write", "--json", "-j", "1", "--catalog", str(catalog_path))
+    code, out, _ = _run(*args, "--fast")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {r["status"] for r in rows} == {"done"} and all(r["model"].endswith("+fast") for r in rows)
+    code, out, _ = _run(*args, "--fast")
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["unchanged"] * len(rows)
+    calls = []
+    monkeypatch.setattr(extract, "detect_objects", lambda *a, **k: calls.append(1) or real(*a, **k))
+    code, out, _ = _run(*args)  # a full run redoes the --fast suggestions, with the detector
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["status"] for r in rows} == {"done"} and len(calls) == len(rows)
+    assert not any(r["model"].endswith("+fast") for r in rows)
+    code, out, _ = _run(*args, "--fast")  # ... and a --fast run keeps those full suggestions
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["unchanged"] * len(rows)
+
+
 def test_batch_exact_ratio_export(tmp_path: Path, photo_dir: Path, catalog_path: Path) -> None:
     out_dir = tmp_path / "out"
     code, out, _ = _run(

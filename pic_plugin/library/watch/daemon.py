@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pic_plugin.analysis import extract, features
+from pic_plugin.analysis import extract
 from pic_plugin.core.geometry import Box, iou
 from pic_plugin.core.suggestion import Scorer, Suggestion
 from pic_plugin.imaging.decode import is_image_path
@@ -567,7 +567,7 @@ class Watcher:
         item, path = info.item, info.item.path
         if out.error is None and info.write and self._editor_busy(path):
             if out.new_features is not None and out.content_key is not None:
-                self.catalog.put_features(out.content_key, features.FEATURE_VERSION, out.new_features)
+                self.catalog.put_features(out.content_key, out.feature_version, out.new_features)
             self.state.retry(path, "an editor is writing its sidecar", self.options.quiet, count=False)
             self.counters["deferred"] += 1
             return

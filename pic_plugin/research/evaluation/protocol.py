@@ -253,6 +253,8 @@ class ProtocolResult:
     queries_per_user: int
     tables: dict[str, dict[str, dict[int, dict[str, float]]]]  # setting -> method -> k -> metrics
     per_user: dict[str, dict[str, dict[int, float]]]  # setting -> persona -> k -> personalized mean IoU
+    #: setting -> persona -> k -> the better of the user's two habit baselines (user-mean geometry, centre crop)
+    per_user_baselines: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     reference: dict[str, float] = field(default_factory=dict)  # agreement between personas, their own retention
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -298,6 +300,7 @@ def run_protocol(
     composition = CompositionScorer()
     tallies: dict[str, dict[str, dict[int, Tally]]] = {s: {m: {} for m in methods} for s in settings}
     iou_sums: dict[str, dict[str, dict[int, float]]] = {s: {p.name: {} for p in personas} for s in settings}
+    habit_sums: dict[str, dict[str, dict[int, list[float]]]] = {s: {p.name: {} for p in personas} for s in settings}
     t_finetune: list[float] = []
     t0 = time.time()
     n_support = min(SUPPORT_POOL, len(photos) // 2)
@@ -365,6 +368,9 @@ def run_protocol(
                         continue
                     um = user_mean_geometry(support[k], size, ratio if setting == "ratio" else None)
                     t["user-mean"].setdefault(k, Tally()).add(um, ref, subject, faces)
+                    sums = habit_sums[setting][persona.name].setdefault(k, [0.0, 0.0])
+                    sums[0] += iou(um, ref)
+                    sums[1] += iou(fixed["centre"], ref)
                     rule = users[k].rule
                     if rule is not None:  # the fitted framing rule alone, without the network
                         rule_box = rule.box(predicted_subject, size, ratio)
@@ -377,6 +383,11 @@ def run_protocol(
     per_user = {
         s: {name: {k: v / max(1, len(photos) - n_support) for k, v in by_k.items()} for name, by_k in users_.items()}
         for s, users_ in iou_sums.items()
+    }
+    n_held = max(1, len(photos) - n_support)
+    per_user_baselines = {
+        s: {name: {k: max(v) / n_held for k, v in by_k.items()} for name, by_k in users_.items()}
+        for s, users_ in habit_sums.items()
     }
     tables = {
         s: {m: {k: tl.summary() for k, tl in sorted(by_k.items()) if tl.n} for m, by_k in ms.items()}
@@ -395,6 +406,7 @@ def run_protocol(
         queries_per_user=len(photos) - n_support,
         tables=tables,
         per_user=per_user,
+        per_user_baselines=per_user_baselines,
         reference=persona_reference(personas, photos),
         timings=timings,
     )

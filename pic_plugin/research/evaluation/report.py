@@ -28,7 +28,7 @@ from pic_plugin.model.network import PicScorer, load_prior, prior_user
 from pic_plugin.research import evaluation as ev
 from pic_plugin.research.datasets import load_gaicd, shared_data_dir, subject_photos
 from pic_plugin.research.feature_store import FeatureStore
-from pic_plugin.research.personas import FLMS_PAIRWISE_IOU, check_personas, design_family
+from pic_plugin.research.personas import FLMS_PAIRWISE_IOU, broad_family, check_personas, design_family
 
 
 def protocol_report(
@@ -60,7 +60,17 @@ def _report(n_users: int, quick: bool, cache: Path | None, log: Callable[[str], 
         net,
         photos,
         check_personas(),
-        ks=(0, 10, 50) if not quick else (0, 10),
+        ks=HABIT_KS if not quick else (0, 10),
+        baselines=("centre", "user-mean"),
+        attributes_row=False,
+        log=log,
+    )
+    # The broader family the prior trains on, with users of its own (a seed training never uses).
+    broad = ev.run_protocol(
+        net,
+        photos,
+        broad_family(n_users, seed=ev.EVAL_SEED + 1),
+        ks=HABIT_KS if not quick else (0, 10),
         baselines=("centre", "user-mean"),
         attributes_row=False,
         log=log,
@@ -72,6 +82,7 @@ def _report(n_users: int, quick: bool, cache: Path | None, log: Callable[[str], 
         "prior_version": meta.get("version"),
         "protocol": _jsonable(main),
         "check_personas": _jsonable(checks),
+        "broad_family": _jsonable(broad),
         "gaicd": gaicd,
         "subject_box_iou": subject_iou,
         "timing": timing,
@@ -88,6 +99,9 @@ def _jsonable(r: ev.ProtocolResult) -> dict[str, Any]:
         "queries_per_user": r.queries_per_user,
         "tables": {s: {m: {str(k): v for k, v in by_k.items()} for m, by_k in t.items()} for s, t in r.tables.items()},
         "per_user": {s: {u: {str(k): v for k, v in d.items()} for u, d in t.items()} for s, t in r.per_user.items()},
+        "per_user_baselines": {
+            s: {u: {str(k): v for k, v in d.items()} for u, d in t.items()} for s, t in r.per_user_baselines.items()
+        },
         "reference": r.reference,
         "timings": r.timings,
     }
@@ -134,6 +148,51 @@ def timing_report(net: Any, photos: list[ev.EvalPhoto]) -> dict[str, float]:
 
 
 METHOD_ORDER = tuple(ev.METHOD_LABELS)
+#: The k of the "never worse than the user's own habit" check (DESIGN's k >= 5).
+HABIT_KS = (0, 5, 10, 20, 50)
+
+
+def habit_table(families: dict[str, dict[str, Any]]) -> list[str]:
+    """pic against the user's own habit (their mean crop geometry, the centre crop of their favourite ratio) for
+    every family and k >= 5: the margin over the better of the two, and how many users fall below it."""
+    lines = [
+        "**Never worse than the user's own habit**: personalized pic minus the better of user-mean geometry and the "
+        "centre crop at the user's favourite ratio (mean IoU over the family's users; in brackets, users for whom pic "
+        "is below that better baseline by more than 0.01)",
+        "",
+    ]
+    ks = sorted({int(k) for fam in families.values() for k in fam["tables"]["free"].get("pic", {})} - {0})
+    lines += ["| family | setting | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|---|" + "---:|" * len(ks)]
+    for name, fam in families.items():
+        for setting in ("free", "ratio"):
+            tab = fam["tables"][setting]
+            cells = []
+            for k in ks:
+                pic = tab.get("pic", {}).get(str(k))
+                um, ce = tab.get("user-mean", {}).get(str(k)), tab.get("centre", {}).get(str(k))
+                if pic is None or um is None or ce is None:
+                    cells.append("")
+                    continue
+                margin = pic["iou"] - max(um["iou"], ce["iou"])
+                below = _users_below(fam, setting, k)
+                cells.append(f"{margin:+.3f} ({below})")
+            lines.append(f"| {name} | {setting} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _users_below(fam: dict[str, Any], setting: str, k: int) -> str:
+    """Users whose personalized IoU is below their own better baseline by > 0.01 (needs per-user baselines)."""
+    per = fam.get("per_user_baselines", {}).get(setting)
+    if not per:
+        return "-"
+    n = 0
+    for user, by_k in per.items():
+        pic = fam["per_user"][setting].get(user, {}).get(str(k))
+        base = by_k.get(str(k))
+        if pic is not None and base is not None and pic < base - 0.01:
+            n += 1
+    return f"{n}/{len(per)}"
 
 
 def format_report(data: dict[str, Any], ks: tuple[int, ...]) -> str:
@@ -160,6 +219,9 @@ def format_report(data: dict[str, Any], ks: tuple[int, ...]) -> str:
         gains = _gains(table, ks)
         if gains:
             lines += [gains, ""]
+    lines += habit_table(
+        {"DESIGN": data["protocol"], "broad": data["broad_family"], "outside (hand-made)": data["check_personas"]}
+    )
     c = data["check_personas"]
     cks = sorted({int(k) for t in c["per_user"]["free"].values() for k in t} - {0})
     lines += ["**Users outside the DESIGN family** (never trained on), mean IoU per user, setting `free` / `ratio`", ""]
