@@ -94,6 +94,9 @@ def main() -> int:
     def pic(f: Path) -> None:  # what a batch worker does for a new photo (no catalog cache)
         suggest(analyze_file(f).analysis, scorer, FREE)
 
+    def pic_fast(f: Path) -> None:  # pic batch --fast: no object detector
+        suggest(analyze_file(f, fast=True).analysis, scorer, FREE)
+
     def pic_composition(f: Path) -> None:  # the same with the explicit composition baseline
         suggest(analyze_file(f).analysis, baseline, FREE)
 
@@ -111,7 +114,8 @@ def main() -> int:
 
     results = {
         "reduced-size decode alone (pic_plugin.imaging.decode)": per_image(decode_only, files),
-        "pic (decode + CNN + faces + scoring), 1 core": per_image(pic, files),
+        "pic (decode + CNN + faces + objects + scoring), 1 core": per_image(pic, files),
+        "pic --fast (no object detector), 1 core": per_image(pic_fast, files),
         "pic --scorer composition, 1 core": per_image(pic_composition, files),
         "libvips thumbnail --smartcrop attention, 1 thread": per_image(vips_attention, files),
         "smartcrop.py, 1 core": per_image(smartcrop_py, files[: max(2, len(files) // 2)]),
@@ -119,11 +123,13 @@ def main() -> int:
     width = max(map(len, results))
     for name, sec in results.items():
         print(f"{name:<{width}}  {sec * 1000:8.1f} ms/image")
-    pic_s = results["pic (decode + CNN + faces + scoring), 1 core"]
+    pic_s = results["pic (decode + CNN + faces + objects + scoring), 1 core"]
+    fast_s = results["pic --fast (no object detector), 1 core"]
     print()
     print(f"pic / decode alone : {pic_s / results['reduced-size decode alone (pic_plugin.imaging.decode)']:.2f}x  (target <= 3x)")
     print(f"pic / libvips      : {pic_s / results['libvips thumbnail --smartcrop attention, 1 thread']:.2f}x  (target < 1x)")
     print(f"pic / smartcrop.py : {pic_s / results['smartcrop.py, 1 core']:.2f}x")
+    print(f"pic --fast / libvips: {fast_s / results['libvips thumbnail --smartcrop attention, 1 thread']:.2f}x")
 
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pic_cli.main", "batch", str(folder), "--no-write", "--jobs", str(args.jobs),
