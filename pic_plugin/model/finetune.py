@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,20 @@ import torch
 from pic_plugin.analysis import candidate_features as cf
 from pic_plugin.analysis.candidates import generate
 from pic_plugin.analysis.features import ImageAnalysis
-from pic_plugin.analysis.suggest import box_ious
-from pic_plugin.core.geometry import FREE, Box
+from pic_plugin.analysis.suggest import box_ious, suggest
+from pic_plugin.core.geometry import FREE, Box, iou
 from pic_plugin.model.framing_rule import RuleSample, fit_rule
-from pic_plugin.model.network import PicNet, UserModel, active_rule, attribute_tokens
+from pic_plugin.model.network import PicNet, PicScorer, UserModel, active_rule, attribute_tokens
 
 #: Sharpness of the soft targets: a candidate 0.05 IoU worse than the best gets 1/e of its weight.
 TARGET_TEMPERATURE = 0.05
+
+
+#: The factors of the framing rule's weight fine-tuning chooses from (``choose_rule_scale``), and what a factor
+#: above 1 must gain in mean IoU on the user's crops.
+RULE_SCALES = (1.0, 3.0)
+RULE_SCALE_GAIN = 0.005
+RULE_SCALE_MIN_CROPS = 5
 
 
 @contextmanager
@@ -164,7 +171,7 @@ def _finetune(
     with torch.no_grad():
         final = float(support_loss())
     crops_rule = fit_rule(rule_samples)
-    return UserModel(
+    model = UserModel(
         z=(z0 + offset).detach().numpy().astype(np.float32),
         adapter=adapter.detach().numpy().astype(np.float32),
         attributes=dict(attributes or {}),
@@ -181,3 +188,30 @@ def _finetune(
         rule=active_rule(crops_rule, attributes),
         crops_rule=crops_rule,
     )
+    model.rule_scale = choose_rule_scale(net, model, examples)
+    model.metrics["rule_scale"] = model.rule_scale
+    return model
+
+
+def choose_rule_scale(net: PicNet, model: UserModel, examples: Sequence[UserExample]) -> float:
+    """The weight of the user's framing rule (a factor of ``RULE_SCALES``) that reproduces their own crops best.
+
+    The hedge against the network: where the suggestions of the fitted model frame the user's own photos worse
+    than a stronger pull toward their rule does, their habit wins. Both sides are measured on the same crops the
+    fit saw, and the rule is the low-capacity side (its kind chosen leaving one crop out), so a factor above 1 is
+    taken only when it gains more than ``RULE_SCALE_GAIN``. Needs ``RULE_SCALE_MIN_CROPS`` crops; fine-tuning on
+    k = 50 crops takes about k x 30 ms more.
+    """
+    rule = model.rule
+    if rule is None or rule.source != "crops" or len(examples) < RULE_SCALE_MIN_CROPS:
+        return 1.0
+    weights = np.asarray([ex.weight for ex in examples], dtype=np.float64)
+    weights = weights / max(weights.sum(), 1e-9)
+    means = []
+    for scale in RULE_SCALES:
+        trial = replace(model, rule_scale=scale)
+        scorer = PicScorer(net, trial)
+        ious = [iou(suggest(ex.analysis, scorer, FREE, top_k=1).crop, ex.crop) for ex in examples]
+        means.append(float(np.dot(weights, ious)))
+    best = int(np.argmax(means))
+    return RULE_SCALES[best] if means[best] > means[0] + RULE_SCALE_GAIN else 1.0

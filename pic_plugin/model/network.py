@@ -197,6 +197,10 @@ class UserModel:
     created: float = field(default_factory=time.time)
     rule: FramingRule | None = None  # the framing habit the suggestions follow (``active_rule``)
     crops_rule: FramingRule | None = None  # the rule fitted to the crops, kept while the profile's rule is active
+    #: How much more the crops' rule counts for this user than ``rule_weight`` says: chosen at fine-tuning from the
+    #: user's own crops (``finetune.choose_rule_scale``), so the network cannot pull the suggestions away from a
+    #: habit the user keeps (a frame trimmer, a fixed placement) when it frames their photos worse than the rule.
+    rule_scale: float = 1.0
 
     def to_bytes(self) -> bytes:
         return json.dumps(
@@ -211,6 +215,7 @@ class UserModel:
                 "created": self.created,
                 "rule": self.rule.to_dict() if self.rule is not None else None,
                 "crops_rule": self.crops_rule.to_dict() if self.crops_rule is not None else None,
+                "rule_scale": self.rule_scale,
             }
         ).encode()
 
@@ -234,6 +239,7 @@ class UserModel:
             created=float(d.get("created", 0.0)),
             rule=rule,
             crops_rule=crops_rule,
+            rule_scale=float(d.get("rule_scale", 1.0)),  # versions before the hedge: 1
         )
 
 
@@ -345,7 +351,8 @@ class PicScorer:
             return None
         size = analysis.size
         box = rule.box(self.context(analysis).subject.box, size, ratio)
-        return Anchor(box, rule_weight(rule), rule.aspect(size, ratio))
+        scale = um.rule_scale if rule.source == "crops" else 1.0
+        return Anchor(box, rule_weight(rule) * scale, rule.aspect(size, ratio))
 
 
 def rule_weight(rule: FramingRule) -> float:

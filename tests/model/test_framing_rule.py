@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -239,3 +240,42 @@ def test_a_model_stored_before_the_crops_rule_was_kept_still_loads() -> None:
         assert b"crops_rule" not in old
         back = M.UserModel.from_bytes(old)
         assert back.rule == active and back.crops_rule == kept
+
+
+def test_the_rule_scale_counts_for_the_crops_rule_only_and_is_stored(net: M.PicNet) -> None:
+    rule = FramingRule("frame", "original", False, 0.85, 0.85, 0.5, 0.6, fit=0.9, k=10)
+    user = dataclasses.replace(M.prior_user(net), k=10, rule=rule, crops_rule=rule)
+    user.rule_scale = 3.0
+    a = synthetic_analysis()
+    scorer = M.PicScorer(net, user)
+    anchor = scorer.anchor(a, FREE)
+    assert anchor is not None and anchor.weight == pytest.approx(3.0 * M.rule_weight(rule))
+    user.rule = dataclasses.replace(rule, source="profile")  # a profile's rule: the scale was not chosen for it
+    assert scorer.anchor(a, FREE).weight == pytest.approx(M.PROFILE_RULE_WEIGHT)  # type: ignore[union-attr]
+    back = M.UserModel.from_bytes(user.to_bytes())
+    assert back.rule_scale == 3.0
+    old = json.loads(user.to_bytes())
+    del old["rule_scale"]  # a model stored before the hedge
+    assert M.UserModel.from_bytes(json.dumps(old).encode()).rule_scale == 1.0
+
+
+def test_fine_tuning_chooses_the_rule_scale_that_reproduces_the_users_crops(net: M.PicNet) -> None:
+    from pic_plugin.model import finetune as FT
+
+    persona = Persona("trimmer", ratio="original", kind="frame", frame_scale=0.8, ax=0.5, ay=0.62, habit=1.0, jitter=0.0)
+    examples = []
+    for i, (s, _) in enumerate(_photos(8, seed=5)):
+        a = synthetic_analysis(subject_box=tuple(s))
+        examples.append(UserExample(a, persona.crop(s, a.size, f"p{i}")))
+    model = finetune(net, examples)
+    assert model.rule_scale in FT.RULE_SCALES and model.metrics["rule_scale"] == model.rule_scale
+
+    def mean_iou(scale: float) -> float:
+        scorer = M.PicScorer(net, dataclasses.replace(model, rule_scale=scale))
+        return float(np.mean([iou(suggest(ex.analysis, scorer, FREE, top_k=1).crop, ex.crop) for ex in examples]))
+
+    chosen, one = mean_iou(model.rule_scale), mean_iou(1.0)
+    assert chosen >= one - 1e-9  # never a scale that frames the user's own crops worse than the plain weight
+    if model.rule_scale != 1.0:
+        assert chosen > one + FT.RULE_SCALE_GAIN
+    assert FT.choose_rule_scale(net, model, examples[:4]) == 1.0  # too few crops to choose from
