@@ -94,3 +94,7 @@ def read_exif_orientation(source: str | Path | BinaryIO) -> int:
     if isinstance(values, list) and values:
         return normalize_orientation(values[0])
     return normalize_orientation(values)
+
+
+#: LibRaw's ``sizes.flip`` (dcraw bits: 1 mirror x, 2 mirror y, 4 swap axes) as the EXIF orientation it stands for.
+LIBRAW_FLIP_TO_EXIF = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}

@@ -18,7 +18,12 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from pic_plugin.core.errors import DecodeError
-from pic_plugin.core.orientation import displayed_size, normalize_orientation, read_exif_orientation
+from pic_plugin.core.orientation import (
+    LIBRAW_FLIP_TO_EXIF,
+    displayed_size,
+    normalize_orientation,
+    read_exif_orientation,
+)
 
 JPEG_EXTS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 PNG_EXTS = frozenset({".png"})
@@ -52,8 +57,6 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# LibRaw's ``sizes.flip`` (dcraw bits: 1 mirror x, 2 mirror y, 4 swap axes) to EXIF orientation.
-_LIBRAW_FLIP_TO_EXIF = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
 
 
 @dataclass
@@ -211,7 +214,7 @@ def _decode_raw(path: Path, long_side: int, oversize: float) -> DecodedImage:
         raise DecodeError(f"RAW file not supported or corrupt ({_libraw_msg(exc)})") from exc
     with raw:
         sizes = raw.sizes
-        orientation = _LIBRAW_FLIP_TO_EXIF.get(int(sizes.flip), 1)
+        orientation = LIBRAW_FLIP_TO_EXIF.get(int(sizes.flip), 1)
         stored = (int(sizes.width), int(sizes.height))
         _check_pixels(stored)
         preview = _raw_preview(raw)
@@ -242,7 +245,7 @@ def raw_orientation(path: str | Path) -> int:
 
     try:
         with rawpy.imread(str(path)) as raw:
-            return _LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
+            return LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
     except Exception:  # unreadable RAW: decode() reports the real error
         return 1
 

@@ -114,12 +114,12 @@ def image_frame(path: Path) -> Frame:
     if fmt == "raw":
         import rawpy
 
-        from pic_plugin.imaging.decode import _LIBRAW_FLIP_TO_EXIF
+        from pic_plugin.core.orientation import LIBRAW_FLIP_TO_EXIF
 
         try:
             with rawpy.imread(os.fspath(path)) as raw:
                 s = raw.sizes
-                orientation = _LIBRAW_FLIP_TO_EXIF.get(int(s.flip), 1)
+                orientation = LIBRAW_FLIP_TO_EXIF.get(int(s.flip), 1)
                 return Frame(displayed_size((int(s.width), int(s.height)), orientation), orientation, True)
         except Exception as exc:  # LibRaw raises its own hierarchy; any failure is a per-file problem
             raise PicError(f"cannot read the RAW header: {exc}") from None
