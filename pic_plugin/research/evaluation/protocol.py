@@ -1,4 +1,5 @@
-"""How well pic predicts a photographer's crops: metrics, baselines and the protocol of DESIGN section 6.
+"""How well pic predicts a photographer's crops: the protocol of DESIGN section 6 (metrics, baselines, tables and
+a real user's own crops are the sibling modules).
 
 Metrics against a reference crop: IoU, BDE (mean of the four normalized edge displacements), hit rate
 (IoU >= 0.8: accepted as is); against the photo: subject retention (the crop keeps >= 95% of the annotated
@@ -23,11 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -36,200 +34,32 @@ from pic_plugin.analysis.composition import CompositionScorer, summarize_subject
 from pic_plugin.analysis.features import ImageAnalysis
 from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.geometry import (
-    COMMON_RATIOS,
     FREE,
-    ORIGINAL,
     Box,
     Ratio,
-    bde,
     contains_fraction,
     iou,
-    largest_box,
-    parse_ratio,
 )
-from pic_plugin.imaging.decode import decode
-from pic_plugin.imaging.faces import Face
 from pic_plugin.model.finetune import FinetuneConfig, UserExample, finetune
 from pic_plugin.model.network import PicNet, PicScorer, UserModel, prior_user
-from pic_plugin.research.datasets import SubjectPhoto, stable_fold
+from pic_plugin.research.datasets import SubjectPhoto
+from pic_plugin.research.evaluation.baselines import (
+    BASELINES,
+    BaselineCache,
+    baselines_available,
+    centre_crop,
+    user_mean_geometry,
+)
+from pic_plugin.research.evaluation.metrics import RETAIN, Tally
+from pic_plugin.research.evaluation.tables import METHOD_LABELS
 from pic_plugin.research.feature_store import FeatureStore
 from pic_plugin.research.personas import Persona, design_family
 
 EVAL_SEED = 1000
 K_VALUES = (0, 5, 10, 20, 50)
 SUPPORT_POOL = 50
-HIT_IOU = 0.8
-RETAIN = 0.95
 SETTINGS = ("ratio", "free")
-BASELINES = ("centre", "smartcrop", "libvips", "user-mean")
 
-
-# --- metrics --------------------------------------------------------------------------------------------------
-
-
-def cuts_face(box: Box, faces: Sequence[Face]) -> bool:
-    """A face is cut when it is neither (almost) wholly inside nor wholly outside the crop."""
-    for face in faces:
-        inside = contains_fraction(box, face.box)
-        if 0.02 < inside < 0.98:
-            return True
-    return False
-
-
-@dataclass
-class Tally:
-    """Running sums of the metrics of one method (and k)."""
-
-    n: int = 0
-    iou: float = 0.0
-    bde: float = 0.0
-    hits: int = 0
-    retained: int = 0
-    with_subject: int = 0
-    face_photos: int = 0
-    face_cuts: int = 0
-
-    def add(self, pred: Box, ref: Box, subject: Box | None = None, faces: Sequence[Face] = ()) -> None:
-        v = iou(pred, ref)
-        self.n += 1
-        self.iou += v
-        self.bde += bde(pred, ref)
-        self.hits += v >= HIT_IOU
-        if subject is not None:
-            self.with_subject += 1
-            self.retained += contains_fraction(pred, subject) >= RETAIN
-        if faces:
-            self.face_photos += 1
-            self.face_cuts += cuts_face(pred, faces)
-
-    def summary(self) -> dict[str, float]:
-        n = max(self.n, 1)
-        return {
-            "n": self.n,
-            "iou": self.iou / n,
-            "bde": self.bde / n,
-            "hit": self.hits / n,
-            "retention": self.retained / max(self.with_subject, 1),
-            "face_photos": self.face_photos,
-            "face_cuts": self.face_cuts,
-        }
-
-
-# --- baselines ------------------------------------------------------------------------------------------------
-
-
-def _aspect(size: tuple[int, int], ratio: Ratio) -> float:
-    value = ratio.value_for(size)
-    return value if value is not None else size[0] / size[1]
-
-
-def centre_crop(size: tuple[int, int], ratio: Ratio) -> Box:
-    """The largest box of the ratio, centred (free -> the full frame)."""
-    bw, bh = largest_box(_aspect(size, ratio), size)
-    return Box((1 - bw) / 2, (1 - bh) / 2, (1 + bw) / 2, (1 + bh) / 2)
-
-
-def smartcrop_crop(path: Path, ratio: Ratio, size: tuple[int, int] | None = None) -> Box:
-    """smartcrop.py's crop of the ratio (its default search: 90-100% of the largest box)."""
-    import smartcrop  # bench extra: only the evaluation uses it
-    from PIL import Image
-
-    decoded = decode(path)
-    img = Image.fromarray(decoded.pixels)
-    w, h = img.size
-    bw, bh = largest_box(_aspect(decoded.size, ratio), decoded.size)
-    tw, th = max(1, round(bw * w)), max(1, round(bh * h))
-    top = smartcrop.SmartCrop().crop(img, tw, th)["top_crop"]
-    return Box(top["x"] / w, top["y"] / h, (top["x"] + top["width"]) / w, (top["y"] + top["height"]) / h).clamped()
-
-
-def libvips_attention_crop(path: Path, ratio: Ratio, size: tuple[int, int] | None = None) -> Box:
-    """libvips' attention crop (what ``vips thumbnail --smartcrop attention`` keeps) of the largest box of the ratio.
-
-    libvips centres the crop on the point of highest attention and clamps it to the image.
-    """
-    import pyvips  # bench extra
-
-    decoded = decode(path)
-    h, w = decoded.pixels.shape[:2]
-    img = pyvips.Image.new_from_memory(np.ascontiguousarray(decoded.pixels).tobytes(), w, h, 3, "uchar")
-    bw, bh = largest_box(_aspect(decoded.size, ratio), decoded.size)
-    tw, th = max(1, min(w, round(bw * w))), max(1, min(h, round(bh * h)))
-    _, opts = img.smartcrop(tw, th, interesting="attention", attention_x=True, attention_y=True)
-    left = min(max(opts["attention_x"] - tw // 2, 0), w - tw)
-    top = min(max(opts["attention_y"] - th // 2, 0), h - th)
-    return Box(left / w, top / h, (left + tw) / w, (top + th) / h)
-
-
-_RATIO_NAMES = ("original", *COMMON_RATIOS)
-
-
-def nearest_ratio(box: Box, size: tuple[int, int], tolerance: float = 0.04) -> str:
-    """The common ratio (or 'original') a crop was made in, or 'free' when none is within ``tolerance``."""
-    la = np.log(max(box.pixel_aspect(size), 1e-6))
-    best, dist = "free", tolerance
-    for name in _RATIO_NAMES:
-        d = abs(la - np.log(_aspect(size, parse_ratio(name))))
-        if d < dist - 1e-9:
-            best, dist = name, d
-    return best
-
-
-def user_mean_geometry(
-    support: Sequence[tuple[Box, tuple[int, int]]], size: tuple[int, int], ratio: Ratio | None
-) -> Box:
-    """Baseline: the user's average crop box, reshaped to ``ratio`` (or to their most used ratio when None)."""
-    if not support:
-        return centre_crop(size, ratio or ORIGINAL)
-    boxes = np.asarray([b for b, _ in support], dtype=float)
-    mean = boxes.mean(axis=0)
-    if ratio is None:
-        names = Counter(nearest_ratio(b, s) for b, s in support)
-        name = names.most_common(1)[0][0]
-        ratio = FREE if name == "free" else parse_ratio(name)
-    if ratio.is_free:
-        return Box(*map(float, mean))
-    aspect = _aspect(size, ratio)
-    area = max((mean[2] - mean[0]) * (mean[3] - mean[1]), 1e-4)
-    w_px, h_px = size
-    bw = np.sqrt(area * aspect * h_px / w_px)  # normalized width with bw * W / (bh * H) = aspect, bw * bh = area
-    bh = area / bw
-    max_w, max_h = largest_box(aspect, size)
-    scale = min(1.0, max_w / bw, max_h / bh)
-    bw, bh = bw * scale, bh * scale
-    cx = min(max((mean[0] + mean[2]) / 2, bw / 2), 1 - bw / 2)
-    cy = min(max((mean[1] + mean[3]) / 2, bh / 2), 1 - bh / 2)
-    return Box(cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2).clamped()
-
-
-class BaselineCache:
-    """smartcrop and libvips results per (photo, ratio): the protocol asks for the same ones for many users."""
-
-    def __init__(self) -> None:
-        self.crops: dict[tuple[str, str, str], Box] = {}
-        self.seconds: dict[str, float] = {"smartcrop": 0.0, "libvips": 0.0}
-        self.calls: dict[str, int] = {"smartcrop": 0, "libvips": 0}
-
-    def get(self, method: str, path: Path, size: tuple[int, int], ratio: Ratio) -> Box:
-        key = (method, str(path), ratio.name)
-        if key not in self.crops:
-            t0 = time.perf_counter()
-            fn = smartcrop_crop if method == "smartcrop" else libvips_attention_crop
-            self.crops[key] = fn(path, ratio, size)
-            self.seconds[method] += time.perf_counter() - t0
-            self.calls[method] += 1
-        return self.crops[key]
-
-
-def baselines_available() -> dict[str, bool]:
-    out = {}
-    for name, module in (("smartcrop", "smartcrop"), ("libvips", "pyvips")):
-        try:
-            __import__(module)
-            out[name] = True
-        except (ImportError, OSError):
-            out[name] = False
-    return out
 
 
 # --- the protocol ---------------------------------------------------------------------------------------------
@@ -428,152 +258,3 @@ def persona_reference(personas: Sequence[Persona], photos: Sequence[EvalPhoto]) 
     return {"pairwise_iou": float(np.mean(agree)) if agree else float("nan"), "own_retention": float(np.mean(kept))}
 
 
-# --- a real user's own crops ----------------------------------------------------------------------------------
-
-
-@dataclass
-class UserCrop:
-    """One of a user's crops with the photo's features (e.g. from the catalog)."""
-
-    key: str  # content key: the held-out split is fixed per photo
-    analysis: ImageAnalysis
-    crop: Box
-    weight: float = 1.0
-
-
-def heldout_split(crops: Sequence[UserCrop], heldout_share: float = 0.3) -> tuple[list[UserCrop], list[UserCrop]]:
-    """A fixed split of a user's crops by photo content: (training crops, held-out crops)."""
-    folds = 10
-    cut = max(1, round(heldout_share * folds))
-    train = [c for c in crops if stable_fold("heldout:" + c.key, folds) >= cut]
-    held = [c for c in crops if stable_fold("heldout:" + c.key, folds) < cut]
-    return train, held
-
-
-def evaluate_user(
-    net: PicNet, crops: Sequence[UserCrop], attributes: dict[str, Any] | None = None, heldout_share: float = 0.3
-) -> dict[str, Any]:
-    """Fine-tune on the user's training crops, measure on their held-out crops (free setting).
-
-    Only crops the user made or edited (weight >= 1) are held out: weaker ones (pic's own suggestions left in
-    place, approximate crops, suggestions accepted on the review page) would measure pic against itself, so they
-    only ever train."""
-    own = [c for c in crops if c.weight >= 1.0]
-    weak = [c for c in crops if 0 < c.weight < 1.0]
-    train, held = heldout_split(own, heldout_share)
-    train = [*train, *weak]
-    if not held or not train:
-        raise ValueError(
-            f"need crops you made on both sides of the held-out split (have {len(train)} + {len(held)}; "
-            f"{len(weak)} of pic's own or approximate crops only train)"
-        )
-    t0 = time.perf_counter()
-    user = finetune(net, [UserExample(c.analysis, c.crop, c.weight) for c in train], attributes)
-    seconds = time.perf_counter() - t0
-    prior = prior_user(net, attributes)
-    cache: dict = {}
-    support = [(c.crop, c.analysis.size) for c in train]
-    names = Counter(nearest_ratio(b, s) for b, s in support)
-    fav = names.most_common(1)[0][0]
-    fav_ratio = ORIGINAL if fav == "free" else parse_ratio(fav)
-    tallies = {m: Tally() for m in ("centre", "user-mean", "prior", "pic")}
-    for c in held:
-        size = c.analysis.size
-        faces = c.analysis.faces
-        tallies["centre"].add(centre_crop(size, fav_ratio), c.crop, None, faces)
-        tallies["user-mean"].add(user_mean_geometry(support, size, None), c.crop, None, faces)
-        tallies["prior"].add(suggest_box(net, prior, c.analysis, FREE, cache), c.crop, None, faces)
-        tallies["pic"].add(suggest_box(net, user, c.analysis, FREE, cache), c.crop, None, faces)
-    return {
-        "train_crops": len(train),
-        "heldout_crops": len(held),
-        "finetune_s": round(seconds, 3),
-        "favourite_ratio": fav,
-        "methods": {m: t.summary() for m, t in tallies.items()},
-    }
-
-
-# --- scored crops (GAICD) -------------------------------------------------------------------------------------
-
-
-def rank_average(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties sharing their average rank (for Spearman's rho)."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values))
-    sorted_v = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_v[j + 1] == sorted_v[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = rank_average(a), rank_average(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = float(np.sqrt((ra**2).sum() * (rb**2).sum()))
-    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
-
-
-def gaic_metrics(predicted: np.ndarray, mos: np.ndarray) -> dict[str, float]:
-    """GAIC's Acc K/N (share of the K best-predicted crops that are among the N best by MOS) and SRCC."""
-    predicted, mos = np.asarray(predicted, dtype=float), np.asarray(mos, dtype=float)
-    order_pred = np.argsort(-predicted, kind="mergesort")
-    out: dict[str, float] = {}
-    for n in (5, 10):
-        # Ties at the N-th MOS count as "among the best N" (GAICD's MOS take few distinct values).
-        threshold = np.sort(mos)[::-1][min(n, len(mos)) - 1]
-        for k in (1, 4):
-            out[f"acc{k}/{n}"] = float(np.mean(mos[order_pred[:k]] >= threshold))
-    out["srcc"] = spearman(predicted, mos)
-    return out
-
-
-# --- tables ---------------------------------------------------------------------------------------------------
-
-METHOD_LABELS = {
-    "centre": "centre crop (favourite ratio)",
-    "smartcrop": "smartcrop.py (favourite ratio)",
-    "libvips": "libvips attention (favourite ratio)",
-    "user-mean": "user-mean geometry",
-    "composition": "composition scorer (pic's explicit baseline)",
-    "prior": "generic prior",
-    "prior+attributes": "prior + profile attributes",
-    "rule": "the user's framing rule fitted by pic, alone (no network)",
-    "pic": "pic (k=0: prior; k>0: personalized)",
-    "oracle-rule": "reference: the user's exact rule on pic's predicted subject",
-}
-
-
-def format_table(table: dict[str, dict[int, dict[str, float]]], ks: Sequence[int], metric: str = "iou") -> str:
-    """A markdown table: one row per method, one column per k."""
-    head = "| method | " + " | ".join(f"k={k}" for k in ks) + " |"
-    lines = [head, "|---|" + "---:|" * len(ks)]
-    for method, by_k in table.items():
-        cells = []
-        for k in ks:
-            m = by_k.get(k)
-            cells.append("" if m is None else f"{m[metric]:.3f}")
-        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def format_metrics(table: dict[str, dict[int, dict[str, float]]], k: int) -> str:
-    """All metrics of every method at one k (k = 0 rows fall back to their k = 0 entry)."""
-    lines = [
-        "| method | mean IoU | BDE | hit rate (IoU>=0.8) | subject retention | face cuts / photos with faces |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for method, by_k in table.items():
-        m = by_k.get(k) or by_k.get(0)
-        if m is None:
-            continue
-        lines.append(
-            f"| {METHOD_LABELS.get(method, method)} | {m['iou']:.3f} | {m['bde']:.3f} | {m['hit']:.3f} | "
-            f"{m['retention']:.3f} | {m['face_cuts']} / {m['face_photos']} |"
-        )
-    return "\n".join(lines)
