@@ -264,7 +264,7 @@ def test_fine_tuning_chooses_the_rule_scale_that_reproduces_the_users_crops(net:
 
     persona = Persona("trimmer", ratio="original", kind="frame", frame_scale=0.8, ax=0.5, ay=0.62, habit=1.0, jitter=0.0)
     examples = []
-    for i, (s, _) in enumerate(_photos(8, seed=5)):
+    for i, (s, _) in enumerate(_photos(12, seed=5)):
         a = synthetic_analysis(subject_box=tuple(s))
         examples.append(UserExample(a, persona.crop(s, a.size, f"p{i}")))
     model = finetune(net, examples)
@@ -278,4 +278,4 @@ def test_fine_tuning_chooses_the_rule_scale_that_reproduces_the_users_crops(net:
     assert chosen >= one - 1e-9  # never a scale that frames the user's own crops worse than the plain weight
     if model.rule_scale != 1.0:
         assert chosen > one + FT.RULE_SCALE_GAIN
-    assert FT.choose_rule_scale(net, model, examples[:4]) == 1.0  # too few crops to choose from
+    assert FT.choose_rule_scale(net, model, examples[:FT.RULE_SCALE_MIN_CROPS - 1]) == 1.0  # too few crops to choose from
