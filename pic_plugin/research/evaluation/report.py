@@ -203,8 +203,8 @@ def format_report(data: dict[str, Any], ks: tuple[int, ...]) -> str:
         f"{ev.EVAL_SEED}) x {p['photos']} test photos; per user {p['queries_per_user']} held-out photos, "
         f"the same for every k. Simulated users agree with each other at mean pairwise IoU "
         f"{ref['pairwise_iou']:.3f} (FLMS workers: {FLMS_PAIRWISE_IOU}); their own crops keep the annotated "
-        f"subject in {100 * ref['own_retention']:.0f}% of photos. pic's own subject estimate (the box of its subject "
-        f"map) has mean IoU {data['subject_box_iou']:.3f} with the annotated subject box on these photos.",
+        f"subject in {100 * ref['own_retention']:.0f}% of photos. pic's own subject estimate (its subject map joined "
+        f"with the detector's main object) has mean IoU {data['subject_box_iou']:.3f} with the annotated subject box on these photos.",
         "",
     ]
     for setting, title in (
