@@ -185,7 +185,8 @@ def run_batch(
         except OSError as exc:
             emit(FileResult(path, "error", error=f"cannot read file: {exc.strerror or exc}"))
             continue
-        if not options.refresh and _unchanged(catalog, path, signature, options, model_version):
+        # --force must reach the photos whose user crop an earlier run kept, so it revisits like --refresh.
+        if not (options.refresh or options.force) and _unchanged(catalog, path, signature, options, model_version):
             emit(FileResult(path, "unchanged"))
             continue
         if options.dry_run:
