@@ -42,14 +42,16 @@ from .common import catalog_option, open_catalog, ratio_option, show_path, user_
     is_flag=True,
     help="Record the suggestion without applying it: darktable gets a disabled crop entry.",
 )
-@click.option("--force", is_flag=True, help="Replace crops the user made themselves (never done without this).")
+@click.option("--force", is_flag=True, help="Replace crops the user made themselves and apply over review decisions "
+              "(never done without this); revisits every photo (implies --refresh).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path), help="Also write cropped copies here.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo on stdout instead of a progress bar.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, help="Worker processes (default: all cores).")
 @click.option("--dry-run", is_flag=True, help="List what would be done; read and write nothing.")
 @click.option("--shard", metavar="I/N", help="Process only the I-th of N slices of the files (for clusters).")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help=f"Scoring model (default: {scorers.DEFAULT}, the learned model with your fine-tuning; composition: the explicit baseline).")
-@click.option("--refresh", is_flag=True, help="Redo photos even when nothing changed since the last run.")
+@click.option("--refresh", is_flag=True, help="Suggest again for every photo, even unchanged ones (from cached "
+              "features where the photo is the same); a crop the user made is still kept.")
 @click.option("--fast", is_flag=True, help="Skip the object detector: the subject comes from pic's subject map and faces alone (about twice as fast per photo, a less reliable subject on people, animals and vehicles).")
 def batch(
     paths: tuple[Path, ...],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,13 @@ def ratio_option(fn: F) -> F:
 
 
 def open_catalog(path: Path | None, readonly: bool = False) -> Catalog:
-    return Catalog(path if path is not None else default_path(), readonly=readonly)
+    target = path if path is not None else default_path()
+    try:
+        catalog = Catalog(target, readonly=readonly)
+        catalog.db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # "not a database" shows here, not later
+        return catalog
+    except (sqlite3.Error, OSError) as exc:  # a folder, a file that is no database, no permission: one clear line
+        raise click.ClickException(f"cannot open the catalog {show_path(target)}: {exc}") from None
 
 
 def show_path(path: os.PathLike[str] | str) -> str:

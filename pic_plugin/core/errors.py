@@ -17,3 +17,7 @@ class SidecarError(PicError):
 
 class ConcurrentChangeError(SidecarError):
     """The sidecar changed on disk while pic was preparing its update (an editor wrote it): retry later."""
+
+
+class ReadOnlySidecarError(SidecarError):
+    """The sidecar is read-only (the user protected it, or it belongs to someone else): pic leaves it alone."""

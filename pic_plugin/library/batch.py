@@ -9,8 +9,13 @@ written concurrently. One bad file gives one error line and never stops the batc
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -33,6 +38,8 @@ from pic_plugin.library.pipeline import (
 )
 from pic_plugin.library.scan import file_signature, in_shard, iter_images
 from pic_plugin.model import scorers
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 #: Work items in flight per worker: enough to keep cores busy, small enough that memory stays flat.
 IN_FLIGHT_PER_JOB = 4
@@ -79,7 +86,26 @@ class BatchSummary:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(catalog_path: str, options: BatchOptions, single_threaded: bool) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a ``kill -9`` of ``pic batch``: the kernel kills it when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``), and a watchdog thread does the same wherever that is missing."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # re-parented: the batch is gone, nobody will read our results
+
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the death signal was armed
+    threading.Thread(target=watch, name="pic-parent-watch", daemon=True).start()
+
+
+def _init_worker(catalog_path: str, options: BatchOptions, single_threaded: bool, parent: int | None = None) -> None:
+    if parent is not None:
+        _die_with_parent(parent)
     if single_threaded:
         extract.set_single_threaded()
     catalog = Catalog(catalog_path, readonly=True) if catalog_path != ":memory:" else None
@@ -169,7 +195,8 @@ def run_batch(
         except OSError as exc:
             emit(FileResult(path, "error", error=f"cannot read file: {exc.strerror or exc}"))
             continue
-        if not options.refresh and _unchanged(catalog, path, signature, options, model_version):
+        # --force must reach the photos whose user crop an earlier run kept, so it revisits like --refresh.
+        if not (options.refresh or options.force) and _unchanged(catalog, path, signature, options, model_version):
             emit(FileResult(path, "unchanged"))
             continue
         if options.dry_run:
@@ -198,7 +225,8 @@ def _run_jobs(jobs: list[PhotoJob], options: BatchOptions, catalog: Catalog) -> 
         return
     ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP have started threads
     with futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(catalog_path, options, True)
+        max_workers=workers, mp_context=ctx, initializer=_init_worker,
+        initargs=(catalog_path, options, True, os.getpid())
     ) as pool:
         pending: set[futures.Future[PhotoOutput]] = set()
         queue = iter(jobs)

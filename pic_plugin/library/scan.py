@@ -1,8 +1,8 @@
 """Finding photos under the folders a user names, and recognising a file's content cheaply.
 
 Walks recursively without following directory symlinks (no loops), skips hidden folders and pic's own
-export folders, and yields paths in a stable order so ``--shard i/n`` splits a batch the same way on every
-machine. ``content_key`` hashes the size and three 64 KiB samples (head, middle, tail): enough to recognise a
+export folders, removes the temp files a killed sidecar write left (pic's own, by name and age), and yields
+paths in a stable order so ``--shard i/n`` splits a batch the same way on every machine. ``content_key`` hashes the size and three 64 KiB samples (head, middle, tail): enough to recognise a
 photo after a move or rename without reading all of a 50 MB RAW file.
 """
 
@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from pic_plugin.editors.xmp.files import TEMP_PREFIX, is_temp_name, remove_stale_temp
 from pic_plugin.imaging.decode import is_image_path
 
 SAMPLE_BYTES = 64 * 1024
@@ -81,6 +82,8 @@ def _walk(folder: Path, excluded: set[str], on_error: WalkErrorHandler | None = 
                     subdirs.append(Path(entry.path))
             elif entry.is_file() and not name.startswith("._") and is_image_path(Path(name)):
                 yield Path(entry.path)
+            elif name.startswith(TEMP_PREFIX) and is_temp_name(name):
+                remove_stale_temp(Path(entry.path))  # a sidecar write killed half-way left it: by name and age
         except OSError:
             continue
     for sub in subdirs:

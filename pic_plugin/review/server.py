@@ -68,6 +68,11 @@ def web_asset(name: str) -> bytes:
     return (resources.files("pic_plugin.review") / "web" / name).read_bytes()
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections of a burst (a page's thumbnails plus a reload) without a reply.
+    request_queue_size = 128
+
+
 class ReviewServer:
     """Serve ``session`` on 127.0.0.1. ``start()`` runs in a background thread; ``serve_forever()`` blocks."""
 
@@ -75,7 +80,7 @@ class ReviewServer:
         self.session = session
         self.thumbnails = thumbnails or ThumbnailCache()
         self.token = secrets.token_urlsafe(24)
-        self.httpd = ThreadingHTTPServer((HOST, port), _Handler)
+        self.httpd = _Server((HOST, port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.review = self  # type: ignore[attr-defined]
         self.port = int(self.httpd.server_address[1])
@@ -240,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b"{}"
         try:
             body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's stack
             raise _Refused(HTTPStatus.BAD_REQUEST, "body is not JSON") from None
         if not isinstance(body, dict):
             raise _Refused(HTTPStatus.BAD_REQUEST, "body must be a JSON object")

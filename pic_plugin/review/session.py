@@ -24,6 +24,7 @@ catalog connection is shared by the web server's threads).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -465,13 +466,22 @@ def _restore(f: _FileBefore) -> None:
     write_sidecar_atomic(f.path, f.before, stamp)
 
 
+#: How far past the frame a dragged handle may land (float rounding in the page); anything further is refused.
+FRAME_SLACK = 1e-3
+#: The smallest crop side accepted as a user's crop (1% of the frame): below that it is a slip, not a framing.
+MIN_SIDE = 0.01
+
+
 def _parse_box(values: Sequence[float]) -> Box:
+    """Every number checked before it can become training data: finite, inside the frame, a minimum size."""
     try:
         box = Box(*(float(v) for v in values))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ReviewError("a crop is four numbers [left, top, right, bottom] in 0..1") from exc
+    if not all(math.isfinite(v) and -FRAME_SLACK <= v <= 1 + FRAME_SLACK for v in box):
+        raise ReviewError(f"invalid crop {list(values)}: every number must lie in 0..1")
     box = box.clamped()
-    if not box.is_valid() or box.width < 0.01 or box.height < 0.01:
+    if not box.is_valid() or box.width < MIN_SIDE or box.height < MIN_SIDE:
         raise ReviewError(f"invalid crop {list(values)}")
     return box
 

@@ -119,7 +119,7 @@ def test_rerun_replaces_only_pics_own_entry(tmp_path: Path) -> None:
 def test_users_crop_is_kept_and_still_found(shared_data: Path, tmp_path: Path) -> None:
     img = photo(tmp_path)
     sidecar = tmp_path / "IMG_0001.JPG.xmp"
-    shutil.copy(next((shared_data / DT_SAMPLES).glob("0094-*.xmp")), sidecar)
+    shutil.copyfile(next((shared_data / DT_SAMPLES).glob("0094-*.xmp")), sidecar)
     sidecar.chmod(0o644)
     report = write_suggestion(img, suggestion(img), 1)
     assert report.ok and report.status("darktable") == "kept-user-crop" and report.status("pic") == "written"
@@ -144,7 +144,7 @@ def test_foreign_properties_survive_according_to_exiv2(shared_data: Path, tmp_pa
     assert exe is not None
     img = photo(tmp_path, "aurora.jpg")
     sidecar = tmp_path / "aurora.jpg.xmp"
-    shutil.copy(shared_data / "xmp-samples/photoprism/darktable-5x_aurora.jpg.xmp", sidecar)
+    shutil.copyfile(shared_data / "xmp-samples/photoprism/darktable-5x_aurora.jpg.xmp", sidecar)
     sidecar.chmod(0o644)
 
     def lines() -> dict[str, str]:
@@ -165,7 +165,7 @@ def test_foreign_properties_survive_according_to_exiv2(shared_data: Path, tmp_pa
 @pytest.mark.shared
 def test_one_bad_target_does_not_block_the_others(shared_data: Path, tmp_path: Path) -> None:
     img = photo(tmp_path, "_27A1417.CR2")  # the bytes do not matter: the image is never opened for writing
-    shutil.copy(shared_data / "xmp-samples/digikam/_27A1417.CR2.xmp", tmp_path / "_27A1417.CR2.xmp")
+    shutil.copyfile(shared_data / "xmp-samples/digikam/_27A1417.CR2.xmp", tmp_path / "_27A1417.CR2.xmp")  # copyfile: shared data is read-only (444), a user's sidecar is not
     report = write_suggestion(img, suggestion(img), 1, targets=WRITE_TARGETS)
     # digiKam's Bibble sample carries darktable:xmp_version="1": no darktable entry, but pic and crs are written
     assert report.status("darktable") == "error" and "xmp_version 1" in report.errors["darktable"]
@@ -234,7 +234,7 @@ def test_odd_image_names(tmp_path: Path, name: str) -> None:
 def test_find_crops_reads_duplicates_crs_and_skips_baked_in_crops(shared_data: Path, tmp_path: Path) -> None:
     img = photo(tmp_path, "IMG_0002.JPG")
     dup = tmp_path / "IMG_0002_01.JPG.xmp"
-    shutil.copy(next((shared_data / DT_SAMPLES).glob("0094-*.xmp")), dup)
+    shutil.copyfile(next((shared_data / DT_SAMPLES).glob("0094-*.xmp")), dup)
     lr = (shared_data / "xmp-samples/photoprism/ladybug.xmp").read_bytes()
     (tmp_path / "IMG_0002.xmp").write_bytes(lr)
     crops = find_crops(img, 1)

@@ -18,6 +18,7 @@ from conftest import missing_requirement
 from pic_plugin.core.errors import ConcurrentChangeError, SidecarError
 from pic_plugin.editors import xmp
 from pic_plugin.editors.xmp import NS_RDF, Struct, XmpDocument, parse_xmp, read_sidecar, write_sidecar_atomic
+from pic_plugin.editors.xmp import files as xmp_files
 
 NS_DT = "http://darktable.sf.net/"
 NS_CRS = "http://ns.adobe.com/camera-raw-settings/1.0/"
@@ -346,6 +347,7 @@ def test_failed_replace_removes_the_temp_file(tmp_path: Path, monkeypatch: pytes
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
+    monkeypatch.setattr(xmp_files, "exchange", boom)
     with pytest.raises(OSError):
         write_sidecar_atomic(path, b"x", stamp)
     assert path.read_bytes() == SIMPLE

@@ -226,7 +226,7 @@ def test_darktable_library_real_import(tmp_path: Path, darktable_cli: str):
 def test_approximate_crops_weigh_less(tmp_path: Path, shared_data: Path):
     # darktable-tests 0103: ashift before the crop -> approximate.
     img = dt_photo(tmp_path, "almost.jpg")
-    shutil.copy(shared_data / "xmp-samples/darktable-tests/0103-almost-all_almost-all.xmp", tmp_path / "almost.jpg.xmp")
+    shutil.copyfile(shared_data / "xmp-samples/darktable-tests/0103-almost-all_almost-all.xmp", tmp_path / "almost.jpg.xmp")
     (c,) = [c for c in collect_crops([img]) if c.source == "darktable"]
     assert c.approximate and c.weight == APPROXIMATE_FACTOR
 

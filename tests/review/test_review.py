@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, jpeg_bytes, make_photo
+from conftest import REPO_ROOT, jpeg_bytes, make_photo, missing_requirement
 from pic_plugin.core.geometry import Box, parse_ratio
 from pic_plugin.editors import darktable
 from pic_plugin.editors.sidecars import find_crops
@@ -38,7 +38,14 @@ from pic_plugin.library.batch import run_batch
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.options import BatchOptions
 from pic_plugin.review.server import ReviewServer
-from pic_plugin.review.session import MAX_PAGE_SIZE, PAGE_SIZE, ReviewConflict, ReviewOptions, ReviewSession
+from pic_plugin.review.session import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    ReviewConflict,
+    ReviewError,
+    ReviewOptions,
+    ReviewSession,
+)
 
 USER = "me"
 # Names a shell, an HTML page or a JSON encoder could get wrong.
@@ -729,3 +736,53 @@ def test_a_page_from_another_origin_cannot_write_in_chromium(env: Env, tmp_path:
     assert env.catalog.suggestion(pid, USER, "free")["status"] == "suggested"
     assert not darktable.sidecar_path(env.path("plain.jpg")).exists()
     assert env.session.state()["undo"] == 0
+
+
+# --- hostile requests (issue 15) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("crop", [[-1e308, -5, 1e308, 7], [0.1, 0.1, 0.5, 1e308], [-0.5, 0.2, 0.6, 0.9],
+                                  [0.2, 0.2, 1.7, 0.9], [0.3, 0.3, 0.3005, 0.9], [0.1, 0.1, 0.9, 0.1001]])
+def test_adjust_refuses_numbers_outside_the_frame_or_too_small(env: Env, tmp_path: Path, crop: list[float]) -> None:
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server:
+        status, _, data = _api(server, "POST", f"api/photos/{pid}/adjust", {"crop": crop})
+    assert status == 400 and "error" in json.loads(data)
+    assert env.catalog.suggestion(pid, USER, "free")["status"] == "suggested"
+    assert env.catalog.user_crops(USER) == []
+    assert not darktable.sidecar_path(env.path("plain.jpg")).exists()
+    for bad in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ReviewError):
+            env.session.adjust(pid, [0.1, 0.1, float(bad), 0.9])
+
+
+def test_deeply_nested_json_is_a_400(env: Env, tmp_path: Path) -> None:
+    with _serve(env.session, tmp_path) as server:
+        body = b"[" * 30000 + b"]" * 30000
+        status, _, data = _request(server, "POST", f"/t/{server.token}/api/undo",
+                                   {"X-Pic-Token": server.token, "Origin": server.origin,
+                                    "Content-Type": "application/json"}, body)
+    assert status == 400 and b"Traceback" not in data
+
+
+def test_the_listen_backlog_holds_a_burst(env: Env, tmp_path: Path) -> None:
+    """180 parallel POSTs reset 67 connections with the default backlog of 5 (issue 15): the listening socket's
+    backlog, as the kernel reports it, must hold such a burst, and the burst itself must be answered."""
+    import concurrent.futures
+
+    ss = shutil.which("ss")
+    if ss is None:
+        missing_requirement("ss (iproute2) reports the listen backlog")
+    with _serve(env.session, tmp_path) as server:
+        out = subprocess.run([ss, "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True).stdout
+        backlog = int(out.split()[2])  # State Recv-Q Send-Q(=backlog) Local Peer
+        start = threading.Barrier(60)
+
+        def state() -> int:
+            start.wait()
+            return _api(server, "GET", "api/state")[0]
+
+        with concurrent.futures.ThreadPoolExecutor(60) as pool:
+            statuses = [f.result() for f in [pool.submit(state) for _ in range(180)]]
+    assert backlog >= 128
+    assert statuses == [200] * 180
