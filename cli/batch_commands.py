@@ -105,7 +105,7 @@ def batch(
             progress.close()
             raise click.ClickException(str(exc)) from exc
         progress.close()
-    click.echo(summary.line(), err=as_json)
+    click.echo(summary.line(), err=True)  # stdout is for data (--json lines); the summary is for the person
     hint = summary.style_hint(options)
     if hint:
         click.echo(hint, err=True)
@@ -145,7 +145,7 @@ class _Progress:
 @user_option
 @ratio_option
 @click.option("--top", "top_k", default=3, show_default=True, type=click.IntRange(1, 20), help="Crops per photo.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per photo (DESIGN.md section 3).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per photo: path, crop, score, ratio, alternatives, user, model.")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model.")
 def suggest(
     images: tuple[Path, ...],
