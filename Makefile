@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIC := $(VENV)/bin/pic
 DEMO_DIR ?= build/demo
+DEMO_CATALOG ?= build/demo-catalog.db
+DEMO_REPORT ?= build/demo-report
 
 .PHONY: demo test lint setup clean
 
@@ -16,9 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
+# The loop pic is for: an (example) photographer's darktable crops -> pic learn -> pic batch on her other photos.
+# Starts from scratch each time, so a second run shows the same as the first.
 demo: setup
-	$(PIC) demo $(DEMO_DIR)
-	$(PIC) batch $(DEMO_DIR) --catalog build/demo-catalog.db
+	rm -rf $(DEMO_DIR) $(DEMO_REPORT) $(DEMO_CATALOG) $(DEMO_CATALOG)-wal $(DEMO_CATALOG)-shm
+	$(PIC) demo $(DEMO_DIR) --catalog $(DEMO_CATALOG)
+	$(PIC) learn --user ada --from-library $(DEMO_DIR) --catalog $(DEMO_CATALOG)
+	$(PIC) batch $(DEMO_DIR) --user ada --catalog $(DEMO_CATALOG)
+	$(PIC) report $(DEMO_DIR) --user ada --html $(DEMO_REPORT) --title "Ada's photos, cropped by pic in her style" --catalog $(DEMO_CATALOG)
+	$(PIC) demo $(DEMO_DIR) --recap --report $(DEMO_REPORT) --catalog $(DEMO_CATALOG)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -112,7 +110,7 @@ def batch(
             progress.close()
             raise click.ClickException(str(exc)) from exc
         progress.close()
-    click.echo(summary.line(), err=as_json)
+    click.echo(summary.line(), err=True)  # stdout is for data (--json lines); the summary is for the person
     hint = summary.style_hint(options)
     if hint:
         click.echo(hint, err=True)
@@ -152,7 +150,7 @@ class _Progress:
 @user_option
 @ratio_option
 @click.option("--top", "top_k", default=3, show_default=True, type=click.IntRange(1, 20), help="Crops per photo.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per photo (DESIGN.md section 3).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per photo: path, crop, score, ratio, alternatives, user, model.")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model.")
 def suggest(
     images: tuple[Path, ...],
@@ -188,19 +186,77 @@ def suggest(
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("pic-demo"))
-def demo(folder: Path) -> None:
-    """Copy a few free sample photos (Kodak, scikit-image) into FOLDER to try pic on."""
-    folder.mkdir(parents=True, exist_ok=True)
-    source = resources.files("pic_plugin") / "data" / "demo"
-    copied = 0
-    for item in source.iterdir():
-        if item.name.lower().endswith(".jpg"):
-            target = folder / item.name
-            if not target.exists():
-                with resources.as_file(item) as src:
-                    shutil.copyfile(src, target)
-                copied += 1
-    click.echo(f"{copied} sample photos copied to {folder} (sources and licences: pic_plugin/data/demo/SOURCES.md)")
+@click.option(
+    "--recap",
+    is_flag=True,
+    help="After pic learn and pic batch on FOLDER: say what pic learned and how its suggestions differ from the "
+    "generic ones.",
+)
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), help="With --recap: "
+              "the contact sheet made by pic report --html, to point at.")
+@catalog_option
+def demo(folder: Path, recap: bool, report_dir: Path | None, catalog_path: Path | None) -> None:
+    """Set up a small example library in FOLDER: free sample photos, some cropped by an example photographer.
+
+    Ada, a fictional photographer, cropped 7 of the 14 photos to 4:5 portrait in darktable (her sidecars are
+    copied with the photos). Then teach pic her style and let it crop the others, as the printed steps say
+    (make demo runs them all).
+    """
+    from pic_plugin.library.demo import DEMO_USER, copy_demo
+    from pic_plugin.library.demo import recap as make_recap
+
+    if recap:
+        if not folder.is_dir():
+            raise click.UsageError(f"{show_path(folder)} is not a folder: run pic demo {show_path(folder)} first")
+        with open_catalog(catalog_path) as catalog:
+            _print_recap(make_recap(catalog, folder, DEMO_USER), catalog, folder, report_dir, catalog_path)
+        return
+    copied = copy_demo(folder)
+    click.echo(
+        f"{copied.photos} sample photos and {copied.sidecars} darktable sidecars copied to {show_path(folder)}"
+        + (f" ({copied.skipped} already there, left as they were)" if copied.skipped else "")
+        + " (sources and licences: pic_plugin/data/demo/SOURCES.md)"
+    )
+    click.echo(
+        f"{DEMO_USER}, an example photographer, cropped 7 of these photos to 4:5 portrait in darktable. Next:",
+        err=True,
+    )
+    cat = f" --catalog {show_path(catalog_path)}" if catalog_path else ""
+    for step in (
+        f"pic learn --user {DEMO_USER} --from-library {show_path(folder)}{cat}   # learn her style from her crops",
+        f"pic batch {show_path(folder)} --user {DEMO_USER}{cat}   # crop the other photos her way",
+        f"pic review {show_path(folder)} --user {DEMO_USER}{cat}   # see the suggestions, accept or adjust them",
+    ):
+        click.echo(f"  {step}", err=True)
+
+
+def _print_recap(recap: object, catalog: object, folder: Path, report_dir: Path | None, catalog_path: Path | None) -> None:
+    from pic_plugin.library.demo import Recap
+
+    from .model_commands import _habit
+
+    assert isinstance(recap, Recap)
+    for error in recap.errors:
+        click.echo(f"error: {error}", err=True)
+    habit = _habit(catalog, recap.user)
+    n = len(recap.photos)
+    ratios = ", ".join(f"{count} in {ratio}" for ratio, count in recap.user_ratios().most_common())
+    name = recap.user.capitalize()  # the demo's photographer, Ada
+    if habit:
+        click.echo(f"What pic learned from {name}'s {recap.own_crops} crops: {habit}.")
+    else:
+        click.echo(f"pic has not learned {name}'s style yet: pic learn --user {recap.user} --from-library "
+                   f"{show_path(folder)}")
+    click.echo(
+        f"Of the {n} photos {name} has not cropped, pic now crops {recap.user_cropped()} in her style"
+        + (f" ({ratios})" if ratios else "")
+        + f"; for somebody it does not know it would crop {recap.generic_cropped()} and leave "
+        f"{n - recap.generic_cropped()} as they are."
+    )
+    cat = f" --catalog {show_path(catalog_path)}" if catalog_path else ""
+    if report_dir is not None:
+        click.echo(f"Look: {show_path(report_dir / 'index.html')} (each photo before and after, in a browser)")
+    click.echo(f"Review and accept them: pic review {show_path(folder)} --user {recap.user}{cat}")
 
 
 COMMANDS = [batch, suggest, demo]

@@ -123,10 +123,10 @@ def _from_library_args(learn: click.Command, paths: list[str]) -> list[str]:
 @click.pass_context
 def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | None, catalog_path: Path | None,
                 user: str) -> None:
-    """Run ``pic learn --user NAME --from-library PATH...`` on the paths in a file list (for the editor plugins).
+    """Run `pic learn --user NAME --from-library PATH...` on the paths in a file list (for the editor plugins).
 
-    The list may name images or their sidecars (``IMG.ext.xmp``, a darktable duplicate's ``IMG_NN.ext.xmp``,
-    ``IMG.xmp``); a sidecar stands for its image, whose crops (all duplicates included) are then read."""
+    The list may name images or their sidecars (`IMG.ext.xmp`, a darktable duplicate's `IMG_NN.ext.xmp`,
+    `IMG.xmp`); a sidecar stands for its image, whose crops (all duplicates included) are then read."""
     from pic_plugin.library.watch.events import photos_for_sidecar
 
     found: list[Path] = []

@@ -207,7 +207,7 @@ def learn(
 def eval_command(
     user: str | None, heldout: float, n_users: int, quick: bool, as_json: bool, catalog_path: Path | None
 ) -> None:
-    """How well pic predicts crops: a user's held-out crops, or DESIGN section 6 on the shared photos."""
+    """How well pic predicts crops: a user's held-out crops, or the simulated-user protocol on the development photos."""
     from pic_plugin.model.network import load_prior
     from pic_plugin.research import evaluation
 

@@ -237,3 +237,26 @@ def mean_box(boxes: Iterable[Box]) -> Box:
         return FULL_FRAME
     n = len(items)
     return Box(*(sum(b[i] for b in items) / n for i in range(4)))
+
+
+#: Names a pixel crop is called by when it is within this relative distance of the ratio (a crop rounded to whole
+#: pixels is rarely exact).
+RATIO_NAME_TOLERANCE = 0.01
+
+
+def ratio_name(width: float, height: float) -> str:
+    """What photographers call a crop of ``width`` x ``height`` pixels: ``4:5``, ``1:1``, ``3:2``, else ``1.41:1``."""
+    if width <= 0 or height <= 0:
+        return "?"
+    value = width / height
+    for name in ("1:1", *COMMON_RATIOS, "2:1", "1:2"):
+        w, _, h = name.partition(":")
+        if abs(value / (float(w) / float(h)) - 1) <= RATIO_NAME_TOLERANCE:
+            return name
+    return f"{value:.2f}:1" if value >= 1 else f"1:{1 / value:.2f}"
+
+
+def pixel_words(box: Box | tuple[float, ...], size: tuple[int, int]) -> str:
+    """A crop as the pixels it keeps of a photo of ``size``: ``3024 x 3780, 4:5``."""
+    x0, y0, x1, y1 = Box(*box).to_pixels(size)
+    return f"{x1 - x0} x {y1 - y0}, {ratio_name(x1 - x0, y1 - y0)}"

@@ -37,10 +37,17 @@ def test_report_is_a_static_sheet_with_the_crops_drawn(tmp_path: Path, catalog_p
     assert "<script" not in html and "http://" not in html and "https://" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in html and "onerror=alert(1)>" not in html
     assert "it&#x27;s &quot;q&quot; $HOME &amp; co.jpg" in html
-    images = re.findall(r'<img src="([^"]+)"', html)
-    assert len(images) == 4 and all(src.startswith("thumbs/") for src in images)
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert all(src.startswith("thumbs/") for src in sources)
+    images = [src for src in sources if "-" not in src]  # the "before" pictures (after: -after, others: -altN)
+    assert len(images) == 4 and len([src for src in sources if src.endswith("-after.jpg")]) == 4
+    # Crops in pixels and ratio, never as normalized numbers; the header in words, not flags.
+    assert len(re.findall(r"Crop to \d+ x \d+, 4:5", html)) == 4 and "0.0" not in html.replace("0.0.", "")
+    assert "4 photos, pic suggests a crop for 4, no crop for 0, 0 of 4 suggestions reviewed." in html
     lines = [json.loads(x) for x in (out / "suggestions.jsonl").read_text().splitlines()]
     assert sorted(Path(r["path"]).name for r in lines) == sorted(NAMES)
+    # Paths relative to the report's folder (shareable); they lead back to the photos from there.
+    assert all(not Path(r["path"]).is_absolute() and (out / r["path"]).is_file() for r in lines)
     assert all(r["ratio"] == "4:5" and r["status"] == "suggested" for r in lines)
 
     # The crop is burnt in: outside it the thumbnail is dimmed, inside it is not.
@@ -58,3 +65,32 @@ def test_report_is_a_static_sheet_with_the_crops_drawn(tmp_path: Path, catalog_p
 
     # Nothing was written next to the photos.
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in photos.iterdir()} == before
+
+
+def test_full_frame_reads_no_crop_suggested_and_own_crops_are_theirs(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pic_plugin.core.geometry import Box
+    from pic_plugin.review.report import ReportEntry, write_report
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    photo = tmp_path / "whole.jpg"
+    photo.write_bytes(jpeg_bytes(make_photo(seed=3)))
+    alt = [{"crop": [0.1, 0.1, 0.9, 0.9], "score": 0.01}]
+    whole = {"crop": Box(0.0, 0.0, 1.0, 1.0), "score": 0.98, "ratio": "free", "alternatives": alt, "user": None,
+             "model": "m", "status": "suggested"}
+    mine = dict(whole, crop=Box(0.2, 0.0, 0.7333, 1.0))
+    items = [ReportEntry(1, str(photo), "k", (3000, 2000), whole),
+             ReportEntry(2, str(photo), "k", (3000, 2000), mine, Box(0.2, 0.0, 0.7333, 1.0), "darktable")]
+    out = tmp_path / "sheet"
+    write_report(items, out)
+    html = (out / "index.html").read_text()
+    first, second = html.split("<figure>")[1:]
+    assert "No crop suggested: keep the full frame (3000 x 2000, 3:2)" in first
+    assert "confidence" not in first and "-after.jpg" not in first  # no white frame, no percentage, no "after"
+    assert "other crops:" in first and "2400 x 1600, 3:2" in first
+    # The whole frame is shown as it is: not dimmed anywhere.
+    sheet = Image.open(out / "thumbs" / "000001.jpg").convert("L")
+    original = Image.open(photo).convert("L").resize(sheet.size)
+    assert abs(sheet.getpixel((2, 2)) - original.getpixel((2, 2))) < 12
+    assert "Your crop in darktable: 1600 x 2000, 4:5" in second and "other crops" not in second
+    assert "2 photos, pic suggests a crop for 0, no crop for 1, 1 you cropped yourself" in html
