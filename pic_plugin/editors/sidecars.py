@@ -166,7 +166,7 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
                 dt = darktable.write_crop(
                     work, suggestion.crop, orientation, mode=mode, force=force,
                     own=previous.darktable if previous else None, size=size,  # type: ignore[arg-type]
-                    image_name=_image_name(image),
+                    image_name=_image_name(image), ratio=suggestion.ratio,
                 )
                 doc.root, doc.prolog, doc.epilog = work.root, work.prolog, work.epilog
             except SidecarError as exc:

@@ -27,6 +27,7 @@ from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import FULL_FRAME, Box, is_full_frame
 from pic_plugin.core.suggestion import Suggestion
 from pic_plugin.editors.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
+from pic_plugin.editors.darktable.frames import frame_size
 from pic_plugin.editors.darktable.styles import Style, StyleItem, crop_item, make_style, read_style, write_style
 from pic_plugin.editors.sidecars import write_suggestion
 from pic_plugin.integrations.file_list import WorkDir
@@ -203,8 +204,9 @@ def _plan_one(
         if any((it := snapshot.effective(op)) is not None and it.enabled for op in CONTENT_SHIFTING):
             result.message = "lens correction is on: the crop may be off by a few pixels"
 
-    frame_box = displayed_to_frame(s.crop, crop_frame(snapshot, fa.orientation), fa.orientation)
-    item = crop_item(frame_box)
+    frame_o = crop_frame(snapshot, fa.orientation)
+    frame_box = displayed_to_frame(s.crop, frame_o, fa.orientation)
+    item = crop_item(frame_box, ratio=s.ratio, frame=frame_size(tuple(s.size), frame_o, fa.orientation))
     result.params = item.op_params
     name = STYLE_NAME
     style_file = work.file(f"apply-{index}.dtstyle")

@@ -4,15 +4,18 @@ Layouts and rules are FORMATS.md section 1 (format) and 2.2 (the append recipe);
 
 Writing (``write_crop``) follows 2.2: redo entries beyond ``history_end`` (and their masks) are dropped, one ``crop``
 entry is appended with ``num = history_end`` (``enabled="1"`` to apply, ``"0"`` to only suggest), modversion 1 /
-24 bytes unless the file already has a crop entry (then its version and size are copied), ratio 0/0 (freehand),
+24 bytes unless the file already has a crop entry (then its version and size are copied), the suggestion's ratio
+as the crop module's lock (``crop_ratio_lock``; 0/0 freehand for a free crop),
 the three ``history_*_hash`` attributes are deleted, timestamps / xmp_version / auto_presets_applied are left alone
 and a custom ``iop_order_list`` gets ``crop,0`` if it lacks it. A crop the user made is never replaced unless
 ``force=True``; pic's own previous entry (identified by ``OwnEntry``, which the caller keeps in pic's namespace) is
 replaced.
 
-Freehand 0/0 on purpose: darktable 4.2 ignores the ratio when rendering (checked with darktable-cli), while 5.2's
-pipeline enforces ``ratio_d/ratio_n`` with a sign that is relative to the image orientation, and the GUI re-shapes
-the box to the ratio whenever it draws. Exact ratios are kept instead by writing pixel-exact edges (``size``).
+The ratio lock: without it the crop module shows "freehand" and dragging a handle loses the ratio the user asked
+for. darktable 4.2 ignores the lock when rendering (checked with darktable-cli), 5.2's pipeline enforces
+``ratio_d/ratio_n`` with a sign relative to the frame's orientation, and the GUI re-shapes the box to the ratio when
+it draws: so the sign follows crop.c exactly, and the edges are pixel-exact (``size``), which makes the re-shaping a
+no-op.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pic_plugin.editors.darktable.params import (
     WRITABLE_XMP_VERSIONS,
     ClippingParams,
     CropParams,
+    crop_ratio_lock,
     decode_params,
     encode_params,
     is_full,
@@ -226,11 +230,13 @@ def write_crop(
     own: OwnEntry | None = None,
     size: tuple[int, int] | None = None,
     image_name: str | None = None,
+    ratio: str | None = None,
 ) -> DarktableWrite:
     """Append pic's crop (``crop`` in pic's displayed frame) to the darktable history in ``doc`` (edited in place).
 
     ``own`` is pic's previous entry (from pic's namespace): if it is still the effective crop it is replaced;
-    any other enabled, non-full-frame crop is the user's and is kept unless ``force``.
+    any other enabled, non-full-frame crop is the user's and is kept unless ``force``. ``ratio`` (the
+    suggestion's ratio name) becomes the crop module's ratio lock.
     """
     if mode not in ("apply", "suggest"):
         raise ValueError(f"mode must be 'apply' or 'suggest', not {mode!r}")
@@ -287,7 +293,8 @@ def write_crop(
                 and len(e.params) == (28 if e.modversion == 2 else 24)):
             version = e.modversion
             break
-    blob = CropParams(box.left, box.top, box.right, box.bottom, 0, 0, False).encode(version)
+    ratio_n, ratio_d = crop_ratio_lock(ratio, box, fsize)
+    blob = CropParams(box.left, box.top, box.right, box.bottom, ratio_n, ratio_d, False).encode(version)
     params_text = encode_params(blob)
 
     if is_own and crop_entry is not None and crop_entry.params == blob and crop_entry.enabled == enabled:
