@@ -50,6 +50,11 @@ from .common import catalog_option, open_catalog, ratio_option, show_path, user_
 @click.option("--shard", metavar="I/N", help="Process only the I-th of N slices of the files (for clusters).")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help=f"Scoring model (default: {scorers.DEFAULT}, the learned model with your fine-tuning; composition: the explicit baseline).")
 @click.option("--refresh", is_flag=True, help="Redo photos even when nothing changed since the last run.")
+@click.option(
+    "--darktable-library", "darktable_library", metavar="PATH",
+    help="darktable's library.db (read-only; default ~/.config/darktable/library.db if it exists, 'none' to ignore): "
+    "photos darktable imported get pic's crop through the darktable plugin, not the sidecar.",
+)
 def batch(
     paths: tuple[Path, ...],
     catalog_path: Path | None,
@@ -67,6 +72,7 @@ def batch(
     shard: str | None,
     scorer: str | None,
     refresh: bool,
+    darktable_library: str | None,
 ) -> None:
     """Suggest a crop for every photo under PATHS and write it to the sidecars.
 
@@ -93,6 +99,7 @@ def batch(
             shard=parse_shard(shard),
             scorer=scorer,
             refresh=refresh,
+            darktable_library=_darktable_library(darktable_library),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -108,11 +115,31 @@ def batch(
             raise click.ClickException(str(exc)) from exc
         progress.close()
     click.echo(summary.line(), err=as_json)
+    library_line = summary.darktable_line()
+    if library_line:
+        click.echo(library_line, err=as_json)
     hint = summary.style_hint(options)
     if hint:
         click.echo(hint, err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _darktable_library(value: str | None) -> Path | None:
+    """--darktable-library: a path, 'none', or darktable's default library when it exists."""
+    from pic_plugin.library.darktable_route import default_library
+
+    if value is None:
+        default = default_library()
+        return default if default.is_file() else None
+    if value.lower() == "none":
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        path = path / "library.db"
+    if not path.is_file():
+        raise click.UsageError(f"--darktable-library: no such file {show_path(path)}")
+    return path
 
 
 class _Progress:

@@ -34,6 +34,7 @@ class BatchOptions(SuggestOptions):
     dry_run: bool = False
     shard: tuple[int, int] | None = None
     refresh: bool = False  # redo files even when unchanged
+    darktable_library: Path | None = None  # darktable's library.db: imported photos take the library route
 
 
 def parse_targets(text: str) -> tuple[str, ...]:

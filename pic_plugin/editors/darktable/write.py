@@ -74,7 +74,7 @@ class OwnEntry:
 
 @dataclass
 class DarktableWrite:
-    status: Literal["written", "unchanged", "kept-user-crop"]
+    status: Literal["written", "unchanged", "kept-user-crop", "removed"]
     num: int | None = None
     params_text: str | None = None
     enabled: bool = True
@@ -220,6 +220,13 @@ def _user_framing(effective: dict[tuple[str, int], HistoryEntry], own: OwnEntry 
     return None
 
 
+def _same_params(text: str, blob: bytes) -> bool:
+    try:
+        return decode_params(text) == blob
+    except SidecarError:
+        return False
+
+
 def write_crop(
     doc: XmpDocument,
     crop: Box,
@@ -261,6 +268,14 @@ def write_crop(
     if users is not None and not force:
         return DarktableWrite("kept-user-crop", users.num, users.params_text, users.enabled,
                               notes=[f"the user's {users.operation} entry (num {users.num}) is kept"])
+    if own is not None and not force and not any(
+            e.operation == "crop" and e.params is not None and _same_params(own.params_text, e.params)
+            for e in hist.entries):
+        # pic wrote an entry here and it is gone: darktable rewrote the sidecar from its database, or the user
+        # removed it. That is their decision; appending it again would fight darktable over the file.
+        return DarktableWrite("removed", enabled=enabled,
+                              notes=["pic's earlier crop entry is no longer in the history (removed in darktable): "
+                                     "not written again (--force does)"])
     if is_full(crop) and not is_own and users is None:
         # The whole frame, and no crop of pic's to undo: darktable already shows the whole frame, and an entry
         # would only mark the photo as edited in the lighttable (pic leaves most photos of an unknown user whole).
