@@ -280,6 +280,7 @@ def session(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         "lua/pic/executable": str(PIC),
         "lua/pic/catalog": str(tmp / "catalog.db"),
         "lua/pic/ratio": "4:5",
+        "lua/pic/pending_at_start": "FALSE",  # this session drives every action itself
     }
     xvfb = Xvfb()
     try:
