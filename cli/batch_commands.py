@@ -51,6 +51,11 @@ from .common import catalog_option, open_catalog, ratio_option, show_path, user_
 @click.option("--refresh", is_flag=True, help="Suggest again for every photo, even unchanged ones (from cached "
               "features where the photo is the same); a crop the user made is still kept.")
 @click.option("--fast", is_flag=True, help="Skip the object detector: the subject comes from pic's subject map and faces alone (about twice as fast per photo, a less reliable subject on people, animals and vehicles).")
+@click.option(
+    "--darktable-library", "darktable_library", metavar="PATH",
+    help="darktable's library.db (read-only; default ~/.config/darktable/library.db if it exists, 'none' to ignore): "
+    "photos darktable imported get pic's crop through the darktable plugin, not the sidecar.",
+)
 def batch(
     paths: tuple[Path, ...],
     catalog_path: Path | None,
@@ -69,6 +74,7 @@ def batch(
     scorer: str | None,
     refresh: bool,
     fast: bool,
+    darktable_library: str | None,
 ) -> None:
     """Suggest a crop for every photo under PATHS and write it to the sidecars.
 
@@ -96,6 +102,7 @@ def batch(
             scorer=scorer,
             refresh=refresh,
             fast=fast,
+            darktable_library=_darktable_library(darktable_library),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -111,11 +118,31 @@ def batch(
             raise click.ClickException(str(exc)) from exc
         progress.close()
     click.echo(summary.line(), err=True)  # stdout is for data (--json lines); the summary is for the person
+    library_line = summary.darktable_line()
+    if library_line:
+        click.echo(library_line, err=True)
     hint = summary.style_hint(options)
     if hint:
         click.echo(hint, err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _darktable_library(value: str | None) -> Path | None:
+    """--darktable-library: a path, 'none', or darktable's default library when it exists."""
+    from pic_plugin.library.darktable_route import default_library
+
+    if value is None:
+        default = default_library()
+        return default if default.is_file() else None
+    if value.lower() == "none":
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir():
+        path = path / "library.db"
+    if not path.is_file():
+        raise click.UsageError(f"--darktable-library: no such file {show_path(path)}")
+    return path
 
 
 class _Progress:

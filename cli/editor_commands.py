@@ -15,10 +15,11 @@ from typing import BinaryIO
 
 import click
 
+from pic_plugin.core.atomic import write_bytes_atomic
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
 from pic_plugin.integrations import digikam_bqm as bqm
-from pic_plugin.integrations.darktable_plugin import PlanOptions, PlanResult, plan
+from pic_plugin.integrations.darktable_plugin import PlanOptions, PlanResult, pending_paths, plan
 from pic_plugin.integrations.file_list import WorkDir, read_file_list
 from pic_plugin.model import scorers
 
@@ -58,6 +59,9 @@ files_from_option = click.option(
 @click.option("--replace-crops", is_flag=True, help="Apply even where the user already cropped the image.")
 @click.option("--write-sidecars", is_flag=True,
               help="Sidecar route (darktable 5.2+): also append the crop to each IMG.ext.xmp for image:apply_sidecar.")
+@click.option("--pending", is_flag=True,
+              help="The suggestions pic batch left for the plugin (photos in darktable's library): without images, "
+              "list them in OUT/pending.list (NUL-separated); with images, plan applying exactly those.")
 @catalog_option
 @user_option
 @ratio_option
@@ -71,6 +75,7 @@ def dtstyle(
     snapshots: Path | None,
     replace_crops: bool,
     write_sidecars: bool,
+    pending: bool,
     catalog_path: Path | None,
     user: str | None,
     ratio: Ratio,
@@ -83,9 +88,19 @@ def dtstyle(
     With --snapshots the styles are checked against each image's current history: an image the user already
     cropped is left alone, and an undo style that restores the previous crop is written next to each one.
     """
+    if pending and not images and files_from is None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with open_catalog(catalog_path) as catalog:
+                found = pending_paths(catalog)
+            write_bytes_atomic(out_dir / "pending.list", b"".join(os.fsencode(p) + b"\0" for p in found))
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {show_path(out_dir)}: {exc.strerror or exc}") from exc
+        click.echo(f"{len(found)} photos wait for darktable")
+        return
     paths = _images(images, files_from)
     options = PlanOptions(ratio=ratio, user=user, top_k=top_k, scorer=scorer, snapshots=snapshots,
-                          replace_crops=replace_crops, write_sidecars=write_sidecars)
+                          replace_crops=replace_crops, write_sidecars=write_sidecars, pending=pending)
 
     def show(result: PlanResult) -> None:
         if as_json:

@@ -29,6 +29,18 @@ from pic_plugin.editors.xmp import XmpDocument
 NS_CRS = "http://ns.adobe.com/camera-raw-settings/1.0/"
 NS_TIFF = "http://ns.adobe.com/tiff/1.0/"
 _SAME_EPS = 1e-9
+#: Decimals Lightroom writes crop edges with (real sidecars: ``0.190999``, ``0.929009``).
+CRS_DECIMALS = 6
+#: What a settings packet needs beside the crop when pic starts it (``HasSettings=True``): Lightroom reads a packet
+#: without ``crs:ProcessVersion`` as the 2003 process and renders the photo differently, so pic names the process
+#: version of the real samples (Camera Raw 11-12, process version 5 = "11.0"). Existing values are never changed.
+NEW_PACKET_SETTINGS = (("Version", "11.0"), ("ProcessVersion", "11.0"))
+
+
+def crs_real(value: float) -> str:
+    """A crop value as Lightroom spells it: at most 6 decimals, no trailing zeros (``0.247396``, ``0``, ``1``)."""
+    text = f"{round(value, CRS_DECIMALS):.{CRS_DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def _bool(text: str | None) -> bool | None:
@@ -203,7 +215,10 @@ def write_crs(
                            "(a crop written here would be applied twice); pic does not write a crop into it")
     own_text = doc.get(NS_PIC, "CrsCrop")
     own = parse_box(own_text) if own_text is not None else None
-    stored = displayed_to_stored(crop, orientation)
+    # rounded first, so that the marker, the file and a later comparison all hold the same numbers
+    stored = Box(*(float(crs_real(v)) for v in displayed_to_stored(crop, orientation)))
+    if not stored.is_valid():
+        raise SidecarError(f"crop {tuple(crop)} is narrower than Lightroom's {CRS_DECIMALS} decimals")
     if existing is not None and existing.has_crop and not _is_full(existing.bound):
         is_own = own is not None and existing.angle == 0.0 and _same(existing.corners, own)
         if not is_own and not force:
@@ -213,10 +228,16 @@ def write_crs(
     elif _is_full(stored):
         # The whole frame and no crop to undo: a crop setting would only mark the photo as edited.
         return CrsWrite("unchanged", None, ["the whole frame: no crop needed"])
+    if doc.get(NS_CRS, "HasSettings") is None:
+        for name, value in NEW_PACKET_SETTINGS:
+            if doc.get(NS_CRS, name) is None:
+                doc.set(NS_CRS, name, value, "crs")
     doc.set(NS_CRS, "HasCrop", "True", "crs")
     for name, value in zip(("CropLeft", "CropTop", "CropRight", "CropBottom"), stored, strict=True):
-        doc.set(NS_CRS, name, repr(float(value)), "crs")
+        doc.set(NS_CRS, name, crs_real(value), "crs")
     doc.set(NS_CRS, "CropAngle", "0", "crs")
+    if doc.get(NS_CRS, "CropConstrainToWarp") is None:
+        doc.set(NS_CRS, "CropConstrainToWarp", "0", "crs")  # what Lightroom writes for a crop without Upright
     if doc.get(NS_CRS, "HasSettings") is None:
         doc.set(NS_CRS, "HasSettings", "True", "crs")
     notes = []

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 WRITE_TARGETS = ("pic", "darktable", "crs")
 
-Status = Literal["written", "unchanged", "kept-user-crop", "skipped", "error"]
+Status = Literal["written", "unchanged", "kept-user-crop", "removed", "skipped", "error"]
 
 
 @dataclass
@@ -166,11 +166,14 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
                 dt = darktable.write_crop(
                     work, suggestion.crop, orientation, mode=mode, force=force,
                     own=previous.darktable if previous else None, size=size,  # type: ignore[arg-type]
-                    image_name=_image_name(image),
+                    image_name=_image_name(image), ratio=suggestion.ratio,
                 )
                 doc.root, doc.prolog, doc.epilog = work.root, work.prolog, work.epilog
             except SidecarError as exc:
                 outcome["darktable_error"] = _message(exc)
+            if dt is not None and dt.status == "removed":  # darktable's decision: leave the file as it is
+                outcome["dt"] = dt
+                return dt, False
         applied = (dt is not None and dt.status in ("written", "unchanged") and dt.enabled) or crs_stored is not None
         rec = picns.PicRecord.from_suggestion(suggestion, orientation, "applied" if applied else "suggested")
         if dt is not None and dt.status in ("written", "unchanged"):

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pic_plugin.analysis.suggest import suggest
 from pic_plugin.core.errors import PicError
-from pic_plugin.core.geometry import FULL_FRAME, Box, is_full_frame
-from pic_plugin.core.suggestion import Suggestion
+from pic_plugin.core.geometry import FULL_FRAME, Box, is_full_frame, parse_ratio
+from pic_plugin.core.suggestion import Alternative, Suggestion
 from pic_plugin.editors.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
+from pic_plugin.editors.darktable.frames import frame_size
 from pic_plugin.editors.darktable.styles import Style, StyleItem, crop_item, make_style, read_style, write_style
 from pic_plugin.editors.sidecars import write_suggestion
 from pic_plugin.integrations.file_list import WorkDir
@@ -146,6 +147,28 @@ class PlanOptions(SuggestOptions):
     snapshots: Path | None = None  # folder with snap-<index>.dtstyle: plan an apply (else only suggest)
     replace_crops: bool = False
     write_sidecars: bool = False  # sidecar route (darktable 5.2+ ``image:apply_sidecar``): append to IMG.ext.xmp
+    pending: bool = False  # apply the suggestions ``pic batch`` left for the plugin (library route), not new ones
+
+
+def pending_paths(catalog: Catalog) -> list[Path]:
+    """Photos whose suggestion waits for the plugin (``pic batch`` found them in darktable's library)."""
+    return [Path(p) for p in dict.fromkeys(path for path, _ in catalog.pending_darktable())]
+
+
+def _pending_suggestion(catalog: Catalog, path: Path) -> tuple[dict[str, Any], Suggestion] | None:
+    """The suggestion ``pic batch`` left pending for ``path``, as it computed it (same crop, ratio and user)."""
+    record = catalog.image(path)
+    if record is None or not record.width or not record.height:
+        return None
+    for row in catalog.suggestions_for_image(record.id):
+        if (row.get("written") or {}).get("darktable_library") == "pending":
+            s = Suggestion(
+                path=os.fsdecode(path), crop=row["crop"], score=float(row["score"]), ratio=row["ratio"],
+                size=(record.width, record.height), model=row["model"], user=row["user"] or None,
+                alternatives=[Alternative(Box(*a["crop"]), float(a["score"])) for a in row["alternatives"]],
+            )
+            return row, s
+    return None
 
 
 def plan(
@@ -184,9 +207,17 @@ def _plan_one(
 ) -> PlanResult:
     if not path.is_file():
         raise PicError("not a file")
+    pending_row = None
+    if options.pending:
+        found = _pending_suggestion(catalog, path)
+        if found is None:
+            return PlanResult(index, path, "skipped", message="no suggestion waits for darktable (run pic batch)")
+        pending_row, s = found
+        options = replace(options, user=s.user, ratio=parse_ratio(s.ratio))
     fa = analyze_with_catalog(path, catalog)
-    s = suggest(fa.analysis, model, options.ratio, options.top_k, user=options.user, path=os.fsdecode(path),
-                user_name=options.user)
+    if pending_row is None:
+        s = suggest(fa.analysis, model, options.ratio, options.top_k, user=options.user, path=os.fsdecode(path),
+                    user_name=options.user)
     snapshot = None
     if options.snapshots is not None:
         snap_file = options.snapshots / snapshot_name(index)
@@ -203,8 +234,9 @@ def _plan_one(
         if any((it := snapshot.effective(op)) is not None and it.enabled for op in CONTENT_SHIFTING):
             result.message = "lens correction is on: the crop may be off by a few pixels"
 
-    frame_box = displayed_to_frame(s.crop, crop_frame(snapshot, fa.orientation), fa.orientation)
-    item = crop_item(frame_box)
+    frame_o = crop_frame(snapshot, fa.orientation)
+    frame_box = displayed_to_frame(s.crop, frame_o, fa.orientation)
+    item = crop_item(frame_box, ratio=s.ratio, frame=frame_size(tuple(s.size), frame_o, fa.orientation))
     result.params = item.op_params
     name = STYLE_NAME
     style_file = work.file(f"apply-{index}.dtstyle")
@@ -220,6 +252,9 @@ def _plan_one(
                 result.status = "kept-user-crop"
                 result.message = "already cropped by you (pic learns from that crop; apply anyway: replace crops)"
                 result.style = None
+                if pending_row is not None:  # the user decided: nothing waits any more
+                    catalog.set_suggestion_written(
+                        pending_row["id"], {**pending_row["written"], "darktable_library": "kept-user-crop"})
                 return result
         undo_item = existing if existing is not None else crop_item(FULL_FRAME, enabled=False)
         undo_name = UNDO_STYLE_NAME
@@ -263,6 +298,8 @@ def _record(catalog: Catalog, path: Path, fa: Any, s: Suggestion, options: PlanO
     written: dict[str, Any] = {"targets": ["darktable-style"] if result.status == "ready" else [], "mode": "plugin"}
     if result.status == "ready":
         written["darktable_style"] = result.params
+        if options.pending:
+            written["darktable_library"] = "applied"
     else:  # a later suggest-only run must not forget what an earlier apply wrote
         before = catalog.suggestion(image_id, options.user, options.ratio.name)
         if before and (before.get("written") or {}).get("darktable_style"):

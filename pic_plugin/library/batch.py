@@ -52,6 +52,8 @@ class BatchSummary:
     uncropped: int = 0  # photos done whose best suggestion is (almost) the whole frame
     seconds: float = 0.0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    darktable_library: Counter[str] = field(default_factory=Counter)  # library route state per photo
+    library_problem: str | None = None  # darktable's library could not be read
 
     @property
     def total(self) -> int:
@@ -64,6 +66,31 @@ class BatchSummary:
         if self.uncropped:
             parts.append(f"{self.uncropped} best left uncropped")
         return f"{self.total} photos: " + (", ".join(parts) or "nothing to do") + f" in {self.seconds:.1f}s"
+
+    def darktable_line(self) -> str | None:
+        """What reached darktable's library and what waits for the plugin (photos darktable has imported)."""
+        if self.library_problem:
+            return f"darktable library not read ({self.library_problem}): imported photos got sidecar entries only"
+        c = self.darktable_library
+        if not c:
+            return None
+        parts = []
+        if c["in-darktable"]:
+            parts.append(f"{c['in-darktable']} show pic's crop in darktable")
+        if c["pending"]:
+            parts.append(f"{c['pending']} wait for the darktable plugin (pic.lua applies them when darktable starts, "
+                         "or press 'apply pending')")
+        if c["kept-user-crop"]:
+            parts.append(f"{c['kept-user-crop']} keep your darktable crop")
+        if c["unchanged"]:
+            parts.append(f"{c['unchanged']} need no crop")
+        if c["suggested"]:
+            parts.append(f"{c['suggested']} suggested only")
+        line = f"in darktable's library: {sum(v for k, v in c.items() if k != 'removed')} photos: " + ", ".join(parts)
+        if c["removed"]:
+            removed = f"{c['removed']} sidecars lost pic's crop in darktable (rewritten or removed there): not written again"
+            return removed if len(c) == 1 else f"{line}; {removed}"
+        return line
 
     def style_hint(self, options: BatchOptions) -> str | None:
         """What to do when pic, knowing nothing of the user, suggested leaving most photos as they are: the generic
@@ -177,8 +204,23 @@ def run_batch(
     # The workers build the scorer; here only its version is needed (cheap: no torch for an unchanged folder).
     model_version = scorers.version(options.scorer, catalog=catalog, user=options.user)
 
+    route = None
+    if options.darktable_library is not None and options.darktable_library.exists() and not options.dry_run:
+        from pic_plugin.core.errors import PicError
+        from pic_plugin.library.darktable_route import LibraryRoute
+
+        try:
+            route = LibraryRoute.open(options.darktable_library)
+        except PicError as exc:
+            summary.library_problem = str(exc)
+
     def emit(result: FileResult) -> None:
         summary.counts[result.status] += 1
+        state = result.written.get("darktable_library")
+        if state:
+            summary.darktable_library[state] += 1
+        elif result.written.get("darktable") == "removed":
+            summary.darktable_library["removed"] += 1
         if "kept-user-crop" in (result.written.get("darktable"), result.written.get("crs")):
             summary.kept_user_crops += 1
         if result.status == "error":
@@ -204,8 +246,13 @@ def run_batch(
             continue
         jobs.append(PhotoJob(path, signature, root))
 
-    for output in _run_jobs(jobs, options, catalog):
-        emit(finish(output, options, catalog))
+    writer = route.writer(catalog) if route is not None else None
+    try:
+        for output in _run_jobs(jobs, options, catalog):
+            emit(finish(output, options, catalog, writer))
+    finally:
+        if route is not None:
+            route.close()
     summary.seconds = time.perf_counter() - t0
     return summary
 

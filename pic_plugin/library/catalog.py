@@ -362,6 +362,19 @@ class Catalog:
     def suggestions_for_image(self, image_id: int) -> list[dict[str, Any]]:
         return [_decode_suggestion(r) for r in self.db.query("SELECT * FROM suggestions WHERE image_id = ?", [image_id])]
 
+    def pending_darktable(self) -> list[tuple[str, dict[str, Any]]]:
+        """(image path, suggestion) of every suggestion that waits for the darktable plugin (library route)."""
+        rows = self.db.query(
+            "SELECT i.path AS image_path, s.* FROM suggestions s JOIN images i ON i.id = s.image_id"
+            " WHERE json_extract(s.written, '$.darktable_library') = 'pending' ORDER BY i.path"
+        )
+        out = []
+        for r in rows:
+            r = dict(r)
+            path = r.pop("image_path")
+            out.append((path, _decode_suggestion(r)))
+        return out
+
     def set_suggestion_written(self, suggestion_id: int, written: dict[str, Any]) -> None:
         """Replace what a suggestion records as written (e.g. the sidecar stamps the watcher has seen)."""
         with self.transaction():

@@ -35,6 +35,7 @@ class BatchOptions(SuggestOptions):
     shard: tuple[int, int] | None = None
     refresh: bool = False  # redo files even when unchanged
     fast: bool = False  # no object detector: the subject from pic's subject map and faces alone (about 2x faster)
+    darktable_library: Path | None = None  # darktable's library.db: imported photos take the library route
 
 
 def parse_targets(text: str) -> tuple[str, ...]:

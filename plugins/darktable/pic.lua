@@ -7,6 +7,8 @@
     * ratio            the aspect ratio of the suggestions (free, original, 1:1, 4:5, ...)
     * suggest crop     ask pic for a crop of each selected image; tags them "pic|suggested" and shows the score
     * apply suggestion append pic's crop to each selected image's history (your edits stay; undo below)
+    * apply pending    apply the crops `pic batch` suggested for images darktable has imported (its library wins
+                       over the sidecars, so they come in through darktable); also done when darktable starts
     * undo last apply  put back the crop each image had before the last apply (darktable's own ctrl-z in the
                        lighttable, and the history stack in the darkroom, undo it too)
     * learn from selected
@@ -247,11 +249,48 @@ local function read_results(path)
   return rows
 end
 
+-- Is EXE pic? Ask it: `pic --version` answers "pic, version ...". Debian's groff-base installs another program
+-- named pic (/usr/bin/pic, "GNU pic (groff)"), which must never run with pic's arguments.
+local function is_pic(exe)
+  if not exe or exe == "" or not file_exists(exe) then return false end
+  local out = os.tmpname()
+  if not out:match("^[%w/_%.%-]+$") then os.remove(out) return false end
+  dt.control.execute(sq(exe) .. " --version >" .. sq(out) .. " 2>/dev/null </dev/null")
+  local text = read_all(out) or ""
+  os.remove(out)
+  return text:match("^pic, version ") ~= nil
+end
+
+local found_pic = { pref = nil, exe = nil }
+
+-- The pic program: the preference, ~/.local/bin/pic, then each `pic` on PATH - the first that answers as pic.
+local function find_pic()
+  local wanted = pref("executable", "file") or ""
+  if found_pic.exe and found_pic.pref == wanted then return found_pic.exe end
+  local candidates = {}
+  if wanted ~= "" and wanted ~= "pic" then candidates[#candidates + 1] = wanted end
+  candidates[#candidates + 1] = home .. "/.local/bin/pic"
+  for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do candidates[#candidates + 1] = dir .. "/pic" end
+  for _i, exe in ipairs(candidates) do
+    if is_pic(exe) then
+      found_pic.pref, found_pic.exe = wanted, exe
+      return exe
+    end
+  end
+  return nil
+end
+
+local PIC_NOT_FOUND = "pic not found: set 'pic: program' in preferences > lua options to your pic "
+  .. "(e.g. ~/.local/bin/pic); groff's pic is another program"
+
 -- Run `pic ARGS` in the background; follow WORK/progress in a darktable job that can be cancelled.
 -- Returns the exit status (number) or nil when cancelled / darktable is quitting.
 local function run_pic(args, work, label)
-  local exe = pref("executable", "file")
-  if exe == nil or exe == "" then exe = "pic" end
+  local exe = find_pic()
+  if not exe then
+    write_all(work.list .. ".err", PIC_NOT_FOUND .. "\n")  -- what stderr_line shows the user
+    return 127
+  end
   local cmd = "(" .. sq(exe) .. " " .. args .. " >" .. sq(work.list .. ".out") .. " 2>" .. sq(work.list .. ".err")
     .. "; echo $? >" .. sq(work.list .. ".rc") .. ") </dev/null &"
   local cancelled = false
@@ -456,8 +495,9 @@ local function outside_darkroom(fn)
   return summary
 end
 
--- append pic's crop to each image's history; remember how to undo it
-local function apply_crops(images)
+-- append pic's crop to each image's history; remember how to undo it. PENDING: apply the suggestions `pic batch`
+-- left for darktable (photos in its library) instead of asking for new ones.
+local function apply_crops(images, pending)
   local work = start_work("apply", paths_of(images))
   if not work then return { action = "apply", done = 0, kept = 0, failed = #images, text = "pic: " .. pic.last.error } end
   local snaps = work.list .. ".snaps"
@@ -465,7 +505,8 @@ local function apply_crops(images)
   local args = "dtstyle --files-from " .. sq(work.list) .. " --out " .. sq(work.dir) .. " --snapshots " .. sq(snaps)
     .. " --ratio " .. sq(current_ratio()) .. user_args() .. " " .. common_args()
   if pref("replace_crops", "bool") then args = args .. " --replace-crops" end
-  local sidecar_route = HAS_APPLY_SIDECAR and pref("sidecar_route", "bool")
+  if pending then args = args .. " --pending" end
+  local sidecar_route = HAS_APPLY_SIDECAR and pref("sidecar_route", "bool") and not pending
   for _i, image in ipairs(images) do
     -- pic writes IMG.ext.xmp; a duplicate's sidecar is IMG_NN.ext.xmp: use the style route for such a batch
     if image.duplicate_index ~= 0 then sidecar_route = false end
@@ -539,6 +580,61 @@ end
 function pic.apply(images)
   if not begin(images, _("applying...")) then return nil end
   local summary = outside_darkroom(function() return apply_crops(images) end)
+  toast(summary.text)
+  finish(summary)
+  return summary
+end
+
+-- the images `pic batch` left for darktable: pic lists their paths, the script finds them in darktable's film rolls
+local function pending_images()
+  local work, err = new_work()
+  if not work then return nil, err end
+  local rc = run_pic("dtstyle --pending --out " .. sq(work.dir) .. " " .. common_args(), work,
+    _("pic: looking for pending crops"))
+  local data = read_all(work.dir .. "/pending.list") or ""
+  local why = stderr_line(work)
+  cleanup_files(work)
+  remove_work(work)
+  if rc ~= 0 then return nil, why or ("pic failed (" .. tostring(rc) .. ")") end
+  local wanted, folders = {}, {}
+  for path in data:gmatch("([^%z]+)%z") do
+    wanted[path] = true
+    folders[path:match("^(.*)/[^/]*$") or ""] = true
+  end
+  local images = {}
+  for _i, film in ipairs(dt.films) do
+    if folders[film.path] then
+      for j = 1, #film do
+        local image = film[j]
+        if image.duplicate_index == 0 and wanted[image_path(image)] then images[#images + 1] = image end
+      end
+    end
+  end
+  return images
+end
+
+-- apply what `pic batch` left pending (darktable's library wins over sidecars, so pic's crop comes in this way)
+function pic.apply_pending()
+  if pic.busy then
+    toast(_("pic is still working, please wait"))
+    return nil
+  end
+  pic.busy = true
+  status(_("looking for pending crops..."))
+  local images, err = pending_images()
+  pic.busy = false
+  if not images then
+    fail(err)
+    finish({ action = "pending", done = 0, failed = 0, text = "pic: " .. err })
+    return pic.last
+  end
+  if #images == 0 then
+    finish({ action = "pending", done = 0, kept = 0, failed = 0, text = _("pic: no pending crops") })
+    return pic.last
+  end
+  if not begin(images, _("applying pending crops...")) then return nil end
+  local summary = outside_darkroom(function() return apply_crops(images, true) end)
+  summary.action = "pending"
   toast(summary.text)
   finish(summary)
   return summary
@@ -649,6 +745,12 @@ widgets.apply = dt.new_widget("button") {
   clicked_callback = function() in_background(pic.apply, selected_images()) end,
 }
 
+widgets.pending = dt.new_widget("button") {
+  label = _("apply pending"),
+  tooltip = _("apply the crops `pic batch` suggested for images in darktable's library"),
+  clicked_callback = function() in_background(pic.apply_pending) end,
+}
+
 widgets.undo = dt.new_widget("button") {
   label = _("undo last apply"),
   tooltip = _("put back the crop the images had before the last apply"),
@@ -668,6 +770,7 @@ widgets.box = dt.new_widget("box") {
   widgets.ratio,
   widgets.suggest,
   widgets.apply,
+  widgets.pending,
   widgets.undo,
   widgets.learn,
   widgets.status,
@@ -687,6 +790,7 @@ end
 local SHORTCUTS = {
   { "pic_suggest", _("pic: suggest crop for selected images"), function() in_background(pic.suggest, selected_images()) end },
   { "pic_apply", _("pic: apply suggestion to selected images"), function() in_background(pic.apply, selected_images()) end },
+  { "pic_pending", _("pic: apply pending crops"), function() in_background(pic.apply_pending) end },
   { "pic_undo", _("pic: undo last apply"), function() in_background(pic.undo) end },
   { "pic_learn", _("pic: learn from selected images"), function() in_background(pic.learn, selected_images()) end },
   { "pic_darkroom", _("pic: crop the image in darkroom"), function()
@@ -698,7 +802,14 @@ local SHORTCUTS = {
     end },
 }
 
+-- script_manager loads the script (which registers the shortcuts) and then calls show(); stop calls destroy(),
+-- start again restart(). darktable refuses a shortcut registered twice ("already registered"), and that error used
+-- to escape into script_manager and break it, so registering is idempotent: show/restart only register what
+-- destroy removed.
+local running = false
+
 local function register_events()
+  if #pic.event_names > 0 then return end
   for _i, s in ipairs(SHORTCUTS) do
     dt.register_event(s[1], "shortcut", function() s[3]() end, s[2])
     pic.event_names[#pic.event_names + 1] = s[1]
@@ -710,23 +821,37 @@ local function destroy()
     dt.destroy_event(name, "shortcut")
   end
   pic.event_names = {}
+  running = false
   if lib_installed then dt.gui.libs[MODULE].visible = false end
-  if pic.last_apply then remove_work(pic.last_apply.work) end
+  if pic.last_apply then remove_work(pic.last_apply.work) pic.last_apply = nil end
 end
 
 local function restart()
   register_events()
-  if lib_installed then dt.gui.libs[MODULE].visible = true else install_module() end
+  running = true
+  if lib_installed then dt.gui.libs[MODULE].visible = true
+  elseif dt.gui.current_view().id == "lighttable" then install_module() end
 end
+
+dt.preferences.register(MODULE, "pending_at_start", "bool", _("pic: apply pending crops at start"),
+  _("when darktable starts, apply the crops `pic batch` suggested for images in darktable's library"), true)
 
 if dt.gui.current_view().id == "lighttable" then
   install_module()
-else
-  dt.register_event("pic_view", "view-changed", function(event, old_view, new_view)
-    if new_view.id == "lighttable" and not lib_installed then install_module() end
+end
+-- a start outside the lighttable (or a stop before it was shown): install the module when the lighttable opens
+dt.register_event("pic_view", "view-changed", function(event, old_view, new_view)
+  if running and new_view.id == "lighttable" and not lib_installed then install_module() end
+end)
+register_events()
+running = true
+
+if pref("pending_at_start", "bool") then
+  in_background(function()
+    dt.control.sleep(2000)  -- let darktable finish starting (and script_manager its own work)
+    if running and not dt.control.ending then pic.apply_pending() end
   end)
 end
-register_events()
 
 script_data.destroy = destroy
 script_data.restart = restart

@@ -20,7 +20,16 @@ SIDECAR=ext
 TIMEOUT=45
 PIC_USER=
 
-[ -x "$PIC" ] || PIC=pic
+# Find pic by asking it (`pic --version` answers "pic, version ..."): Debian's groff-base installs another program
+# named pic (/usr/bin/pic). Not found: a clear message and exit 127, which digiKam 7.9 and 8 count as a failure.
+is_pic() { [ -x "$1" ] && "$1" --version 2>/dev/null | head -n 1 | grep -q '^pic, version '; }
+if ! is_pic "$PIC"; then
+  FOUND=; set -f; OLD_IFS=$IFS; IFS=:
+  for DIR in $PATH; do is_pic "${DIR:-.}/pic" && { FOUND="${DIR:-.}/pic"; break; }; done
+  IFS=$OLD_IFS; set +f
+  [ -n "$FOUND" ] || { echo "pic-bqm.sh: pic (the crop tool) not found: not at $PIC nor on PATH (groff's pic is another program). Install pic or set PIC= at the top of the script." >&2; exit 127; }
+  PIC=$FOUND
+fi
 set -- crop-file --bqm-paths - --ratio "$RATIO" --mode "$MODE" --sidecar-name "$SIDECAR" --timeout "$TIMEOUT"
 [ -n "$PIC_USER" ] && set -- "$@" --user "$PIC_USER"
 "$PIC" "$@" <<'PIC_BQM_PATHS_END'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_bad_values_are_sidecar_errors() -> None:
 @example(x=(0.0, 1.0), y=(0.0, 1.0), orientation=6, w=40, h=30)  # the whole frame
 def test_written_crops_read_back_exactly(x, y, orientation: int, w: int, h: int) -> None:
     box = Box(min(x), min(y), max(x), max(y))
-    if not box.is_valid():
+    if not box.is_valid() or box.right - box.left < 2e-6 or box.bottom - box.top < 2e-6:
         return
     doc = XmpDocument.new()
     res = write_crs(doc, box, orientation, size=(w, h))
@@ -104,7 +105,8 @@ def test_written_crops_read_back_exactly(x, y, orientation: int, w: int, h: int)
     assert res.status == "written"
     c = read_crs(parse_xmp(doc.to_bytes()), orientation)
     assert c is not None and c.has_crop and not c.already_applied and not c.approximate
-    assert close(c.in_frame(orientation), box) and close(c.displayed, box)
+    # Lightroom's 6 decimals (issue 14.7): within half a millionth
+    assert close(c.in_frame(orientation), box, 5e-7) and close(c.displayed, box, 5e-7)
     stored = (h, w) if orientation >= 5 else (w, h)
     assert c.size == stored and c.orientation == orientation
 
@@ -167,3 +169,30 @@ def test_exiv2_reads_the_written_crop_and_every_foreign_property(shared_data: Pa
     assert changed == {f"Xmp.crs.Crop{k}" for k in ("Left", "Top", "Right", "Bottom")}
     assert after["Xmp.crs.CropLeft"].split()[-1] == "0.1"
     assert "Xmp.pic.CrsCrop" in after
+
+
+def test_written_fields_are_complete_and_rounded_as_lightroom_writes_them(tmp_path: Path) -> None:
+    """Issue 14.7: a new settings packet names its Camera Raw and process version and CropConstrainToWarp (as the
+    real Lightroom sidecars do), and edges have Lightroom's 6 decimals; exiftool reads every field."""
+    exe = shutil.which("exiftool")
+    if exe is None:
+        missing_requirement("exiftool is not installed (apt-get install libimage-exiftool-perl)")
+    assert exe is not None
+    doc = XmpDocument.new()
+    write_crs(doc, Box(0.24739599999999995, 0.1, 0.7526040000000001, 0.9), 1, size=(6000, 4000))
+    path = tmp_path / "IMG.xmp"
+    path.write_bytes(doc.to_bytes())
+    out = subprocess.run([exe, "-j", "-XMP-crs:all", str(path)], capture_output=True, check=True, timeout=60).stdout
+    tags = json.loads(out)[0]
+    assert tags["Version"] == 11.0 or str(tags["Version"]) == "11.0"
+    assert str(tags["ProcessVersion"]) in ("11.0", "11")
+    assert tags["CropConstrainToWarp"] == 0 and tags["HasSettings"] is True and tags["HasCrop"] is True
+    assert (tags["CropLeft"], tags["CropTop"], tags["CropRight"], tags["CropBottom"]) == (0.247396, 0.1, 0.752604, 0.9)
+    text = path.read_text()
+    assert 'crs:CropLeft="0.247396"' in text and 'crs:CropRight="0.752604"' in text and "0.2473959" not in text
+    # an existing packet keeps its own versions
+    doc = crs_doc(0.1, 0.1, 0.9, 0.9, has_crop="False")
+    doc.set(NS_CRS, "HasSettings", "True", "crs")
+    doc.set(NS_CRS, "ProcessVersion", "15.4", "crs")
+    write_crs(doc, Box(0.2, 0.1, 0.9, 0.9), 1)
+    assert doc.get(NS_CRS, "ProcessVersion") == "15.4" and doc.get(NS_CRS, "Version") is None

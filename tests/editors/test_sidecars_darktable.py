@@ -536,3 +536,41 @@ def test_an_empty_clipping_box_cannot_anchor_a_forced_crop() -> None:
     assert write_crop(doc, Box(0.2, 0.2, 0.8, 0.8), 1).status == "kept-user-crop"
     with pytest.raises(SidecarError, match="empty box"):
         write_crop(doc, Box(0.2, 0.2, 0.8, 0.8), 1, force=True)
+
+
+# --- the ratio lock (issue 14.3: the crop module showed "freehand" for a 4:5 crop) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ratio", "box", "frame", "expected"),
+    [
+        ("4:5", Box(0.25, 0.0, 0.75, 0.9375), (1200, 800), (4, -5)),  # portrait crop of a landscape frame: toggled
+        ("4:5", Box(0.0, 0.1, 1.0, 0.1 + 1000 / 1200), (800, 1200), (4, 5)),  # portrait crop of a portrait frame
+        ("3:2", Box(0.0, 0.0, 1.0, 1.0), (1200, 800), (2, 3)),  # long:short, d >= n
+        ("16:9", Box(0.0, 0.0, 1.0, 0.5625), (1000, 1000), (9, 16)),  # a square frame counts as landscape
+        ("1:1", Box(0.2, 0.0, 0.8, 0.9), (600, 400), (1, 1)),
+        ("original", Box(0.1, 0.1, 0.9, 0.9), (1200, 800), (0, 1)),  # n = 0, |d| = 1: "original image"
+        ("free", Box(0.1, 0.1, 0.9, 0.9), (1200, 800), (0, 0)),
+        ("4:5", Box(0.1, 0.1, 0.9, 0.9), None, (0, 0)),  # no frame size: freehand, never a wrong sign
+    ],
+)
+def test_crop_ratio_lock_follows_crop_c(ratio: str, box: Box, frame: tuple[int, int] | None,
+                                        expected: tuple[int, int]) -> None:
+    assert dt.crop_ratio_lock(ratio, box, frame) == expected
+
+
+def test_write_crop_stores_the_ratio_the_crop_module_shows() -> None:
+    """A 4:5 crop of a 1200x800 photo: params end with ratio_n=4, ratio_d=-5 (crop.c: the lock is relative to the
+    frame, turned), so darktable's crop module opens locked to 4:5 instead of freehand."""
+    doc = XmpDocument.new()
+    w = write_crop(doc, Box(0.25, 0.0, 0.75, 0.9375), 1, size=(1200, 800), ratio="4:5")
+    p = CropParams.decode(1, decode_params(w.params_text))
+    assert (p.ratio_n, p.ratio_d) == (4, -5)
+    # displayed portrait photo stored landscape (EXIF 6): the frame is upright too, so the lock is not turned
+    doc = XmpDocument.new()
+    w = write_crop(doc, Box(0.0, 0.1, 1.0, 0.1 + 1000 / 1200), 6, size=(800, 1200), ratio="4:5")
+    p = CropParams.decode(1, decode_params(w.params_text))
+    assert (p.ratio_n, p.ratio_d) == (4, 5)
+    doc = XmpDocument.new()
+    w = write_crop(doc, Box(0.1, 0.1, 0.8, 0.9), 1, size=(1200, 800), ratio="free")
+    assert CropParams.decode(1, decode_params(w.params_text)).ratio_d == 0

@@ -201,6 +201,7 @@ def _fake_pic(path: Path, record: Path) -> Path:
         f"#!{sys.executable}\n"
         "import json, os, sys\n"
         "argv = sys.argv[1:]\n"
+        "if argv == ['--version']: print('pic, version 0 (test double)'); sys.exit(0)  # the plugin asks first\n"
         "listed = open(argv[argv.index('--files-from') + 1], 'rb').read()\n"
         f"json.dump({{'argv': argv, 'list': [os.fsdecode(p) for p in listed.split(b'\\0') if p]}}, open({str(record)!r}, 'w'))\n"
         "print('learned 2 crops for anna')\n"
@@ -280,6 +281,7 @@ def session(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
         "lua/pic/executable": str(PIC),
         "lua/pic/catalog": str(tmp / "catalog.db"),
         "lua/pic/ratio": "4:5",
+        "lua/pic/pending_at_start": "FALSE",  # this session drives every action itself
     }
     xvfb = Xvfb()
     try:

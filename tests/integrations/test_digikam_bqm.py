@@ -170,3 +170,55 @@ def test_parse_bqm_paths_takes_any_input_name() -> None:
         parse_bqm_paths(b"/no/quotes\n/tmp/o.jpg\n")
     with pytest.raises(PicError):
         parse_bqm_paths(b'"/only/one.jpg"\n')
+
+
+GROFF_LIKE = "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'GNU pic (groff) version 1.22.4'; exit 0; }\n" \
+    "echo \"$0: unrecognized option '$1'\" >&2; exit 1\n"
+
+
+def test_groffs_pic_is_never_run_and_a_missing_pic_fails_in_digikam(bqm, tmp_path: Path) -> None:
+    """Issue 14.5: without ~/.local/bin/pic the script used to fall back to `pic` on PATH, i.e. groff's /usr/bin/pic
+    (Debian's groff-base): exit 1, which digiKam 7.9 does not count as a failure. Now it asks each candidate
+    `--version`, skips groff's, and exits 127 ("command not found" in digiKam 7.9 and 8) with a clear message."""
+    os.remove(bqm["tmp"] / "home" / ".local" / "bin" / "pic")
+    groff_dir = tmp_path / "groff-bin"
+    groff_dir.mkdir()
+    (groff_dir / "pic").write_text(GROFF_LIKE)
+    (groff_dir / "pic").chmod(0o755)
+    path = f"{groff_dir}:/usr/bin:/bin"  # /usr/bin/pic is groff's own where groff-base is installed
+    text = SCRIPT.read_text()
+    out = bqm["work"] / "out.jpg"
+    proc, _ = bqm_run(text, bqm["album"] / HOSTILE[0], out, bqm["tmp"] / "home", bqm["work"], PATH=path)
+    assert proc.returncode == 127, (proc.returncode, proc.stderr)
+    assert "pic (the crop tool) not found" in proc.stderr and "unrecognized option" not in proc.stderr
+    assert not out.exists()
+    # pic later on PATH than groff's: found by asking, and it runs
+    proc, _ = bqm_run(text, bqm["album"] / HOSTILE[0], out, bqm["tmp"] / "home", bqm["work"],
+                      PATH=f"{groff_dir}:/usr/bin:{PIC.parent}:/bin", PIC_CATALOG=str(bqm["tmp"] / "c.db"))
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+
+
+def test_metadata_mode_keeps_the_users_lightroom_keywords_visible_in_digikam(bqm) -> None:
+    """Issue 14.4: a sidecar whose tags are only in lr:hierarchicalSubject. digiKam reads the first non-empty tag
+    field (TagsList first), so pic's tag alone in TagsList would hide the user's tags: TagsList is seeded with them."""
+    name = HOSTILE[4]
+    sidecar = bqm["album"] / (name + ".xmp")
+    sidecar.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        'xmlns:lr="http://ns.adobe.com/lightroom/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<lr:hierarchicalSubject><rdf:Bag><rdf:li>Places|France|Paris</rdf:li><rdf:li>People|Anna</rdf:li>"
+        "</rdf:Bag></lr:hierarchicalSubject><dc:subject><rdf:Bag><rdf:li>Paris</rdf:li><rdf:li>Anna</rdf:li>"
+        "</rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>\n"
+    )
+    for _ in range(2):
+        proc, _ = bqm["run"](name, settings={"MODE": "metadata"})
+        assert proc.returncode == 0, proc.stderr
+    seen = _exiv2(sidecar).splitlines()
+    tags = next(line for line in seen if line.startswith("Xmp.digiKam.TagsList"))
+    assert tags.endswith("Places/France/Paris, People/Anna, pic/suggested"), tags
+    lr = next(line for line in seen if line.startswith("Xmp.lr.hierarchicalSubject"))
+    assert lr.endswith("Places|France|Paris, People|Anna, pic|suggested"), lr
+    subject = next(line for line in seen if line.startswith("Xmp.dc.subject"))
+    assert subject.endswith("Paris, Anna")

@@ -17,6 +17,7 @@ from pic_plugin.editors.darktable.params import (
     NS_DT,
     ClippingParams,
     CropParams,
+    crop_ratio_lock,
     decode_params,
     encode_params,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "HistoryEntry",
     "OwnEntry",
     "clipping_content",
+    "crop_ratio_lock",
     "decode_params",
     "displayed_to_frame",
     "duplicate_sidecars",

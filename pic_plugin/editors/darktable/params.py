@@ -9,6 +9,7 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 from pic_plugin.core.errors import SidecarError
@@ -158,6 +159,38 @@ class ClippingParams:
     @property
     def is_identity(self) -> bool:
         return self.angle == 0.0 and not self.keystone and not any(self.mirror) and is_full(self.box)
+
+
+def crop_ratio_lock(ratio: str | None, box: Box, frame: tuple[float, float] | None) -> tuple[int, int]:
+    """(ratio_n, ratio_d) that lock the crop module to the ratio pic cropped in, as the GUI stores a lock (1.6.2).
+
+    ``ratio``: the suggestion's ratio name (``free``, ``original``, ``W:H``); ``box`` in darktable's crop frame of
+    pixel size ``frame``. darktable keeps ``d >= n`` (long:short) and gives ``ratio_d`` a negative sign when the crop
+    turns the other way than the frame (crop.c ``_aspect_ratio_get`` / ``_aspect_apply``: a portrait frame inverts the
+    aspect, a negative d inverts it again). Free, unknown or malformed ratios are freehand 0/0.
+    """
+    if ratio is None or frame is None or frame[0] <= 0 or frame[1] <= 0:
+        return 0, 0
+    crop_w = (box.right - box.left) * frame[0]
+    crop_h = (box.bottom - box.top) * frame[1]
+    turned = (crop_w > crop_h) != (frame[0] >= frame[1]) and abs(crop_w - crop_h) > 0.5
+    sign = -1 if turned else 1
+    if ratio == "original":
+        return 0, sign  # n = 0, |d| = 1: "original image"
+    parts = ratio.split(":")
+    if len(parts) != 2:
+        return 0, 0
+    try:
+        w, h = (Fraction(p.strip()).limit_denominator(10000) for p in parts)
+    except (ValueError, ZeroDivisionError):
+        return 0, 0
+    if w <= 0 or h <= 0:
+        return 0, 0
+    value = w / h if w >= h else h / w
+    d, n = value.numerator, value.denominator
+    if d > 2**31 - 1:
+        return 0, 0
+    return n, sign * d if d != n else d
 
 
 def decode_flip(version: int, blob: bytes) -> int:

@@ -25,7 +25,7 @@ from defusedxml import ElementTree as SafeET
 from pic_plugin.core.atomic import write_bytes_atomic
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Box
-from pic_plugin.editors.darktable.params import CropParams, encode_params
+from pic_plugin.editors.darktable.params import CropParams, crop_ratio_lock, encode_params
 
 #: darktable 4.2's default blend params (blendop version 11). ``crop`` has no blending and ignores them, but the
 #: style reader expects both fields; older/newer versions convert them with their legacy code.
@@ -65,15 +65,18 @@ class Style:
         return {i.operation for i in self.items}
 
 
-def crop_item(box: Box, enabled: bool = True, num: int = 0) -> StyleItem:
-    """A ``crop`` v1 item for ``box`` (normalized edges in darktable's crop frame), freehand ratio.
+def crop_item(box: Box, enabled: bool = True, num: int = 0, ratio: str | None = None,
+              frame: tuple[float, float] | None = None) -> StyleItem:
+    """A ``crop`` v1 item for ``box`` (normalized edges in darktable's crop frame of pixel size ``frame``).
 
-    Freehand (0/0) rather than a ratio lock: ``-1/-1`` forces a square in some versions and the sign convention
-    of ``ratio_d`` depends on the image orientation (FORMATS.md pitfall 2); the box itself carries the ratio.
+    ``ratio`` (the suggestion's ratio name) becomes the crop module's ratio lock, with the sign convention of
+    ``crop_ratio_lock``; without a ratio (or frame size) the item is freehand 0/0 (never ``-1/-1``, which forces a
+    square in some versions: FORMATS.md pitfall 2).
     """
     if not box.is_valid():
         raise PicError(f"invalid crop {box.as_list()}")
-    params = CropParams(box.left, box.top, box.right, box.bottom, 0, 0).encode(CROP_MODVERSION)
+    ratio_n, ratio_d = crop_ratio_lock(ratio, box, frame)
+    params = CropParams(box.left, box.top, box.right, box.bottom, ratio_n, ratio_d).encode(CROP_MODVERSION)
     return StyleItem(num, "crop", CROP_MODVERSION, encode_params(params), enabled)
 
 

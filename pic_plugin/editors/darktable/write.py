@@ -4,15 +4,18 @@ Layouts and rules are FORMATS.md section 1 (format) and 2.2 (the append recipe);
 
 Writing (``write_crop``) follows 2.2: redo entries beyond ``history_end`` (and their masks) are dropped, one ``crop``
 entry is appended with ``num = history_end`` (``enabled="1"`` to apply, ``"0"`` to only suggest), modversion 1 /
-24 bytes unless the file already has a crop entry (then its version and size are copied), ratio 0/0 (freehand),
+24 bytes unless the file already has a crop entry (then its version and size are copied), the suggestion's ratio
+as the crop module's lock (``crop_ratio_lock``; 0/0 freehand for a free crop),
 the three ``history_*_hash`` attributes are deleted, timestamps / xmp_version / auto_presets_applied are left alone
 and a custom ``iop_order_list`` gets ``crop,0`` if it lacks it. A crop the user made is never replaced unless
 ``force=True``; pic's own previous entry (identified by ``OwnEntry``, which the caller keeps in pic's namespace) is
 replaced.
 
-Freehand 0/0 on purpose: darktable 4.2 ignores the ratio when rendering (checked with darktable-cli), while 5.2's
-pipeline enforces ``ratio_d/ratio_n`` with a sign that is relative to the image orientation, and the GUI re-shapes
-the box to the ratio whenever it draws. Exact ratios are kept instead by writing pixel-exact edges (``size``).
+The ratio lock: without it the crop module shows "freehand" and dragging a handle loses the ratio the user asked
+for. darktable 4.2 ignores the lock when rendering (checked with darktable-cli), 5.2's pipeline enforces
+``ratio_d/ratio_n`` with a sign relative to the frame's orientation, and the GUI re-shapes the box to the ratio when
+it draws: so the sign follows crop.c exactly, and the edges are pixel-exact (``size``), which makes the re-shaping a
+no-op.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pic_plugin.editors.darktable.params import (
     WRITABLE_XMP_VERSIONS,
     ClippingParams,
     CropParams,
+    crop_ratio_lock,
     decode_params,
     encode_params,
     is_full,
@@ -70,7 +74,7 @@ class OwnEntry:
 
 @dataclass
 class DarktableWrite:
-    status: Literal["written", "unchanged", "kept-user-crop"]
+    status: Literal["written", "unchanged", "kept-user-crop", "removed"]
     num: int | None = None
     params_text: str | None = None
     enabled: bool = True
@@ -216,6 +220,13 @@ def _user_framing(effective: dict[tuple[str, int], HistoryEntry], own: OwnEntry 
     return None
 
 
+def _same_params(text: str, blob: bytes) -> bool:
+    try:
+        return decode_params(text) == blob
+    except SidecarError:
+        return False
+
+
 def write_crop(
     doc: XmpDocument,
     crop: Box,
@@ -226,11 +237,13 @@ def write_crop(
     own: OwnEntry | None = None,
     size: tuple[int, int] | None = None,
     image_name: str | None = None,
+    ratio: str | None = None,
 ) -> DarktableWrite:
     """Append pic's crop (``crop`` in pic's displayed frame) to the darktable history in ``doc`` (edited in place).
 
     ``own`` is pic's previous entry (from pic's namespace): if it is still the effective crop it is replaced;
-    any other enabled, non-full-frame crop is the user's and is kept unless ``force``.
+    any other enabled, non-full-frame crop is the user's and is kept unless ``force``. ``ratio`` (the
+    suggestion's ratio name) becomes the crop module's ratio lock.
     """
     if mode not in ("apply", "suggest"):
         raise ValueError(f"mode must be 'apply' or 'suggest', not {mode!r}")
@@ -255,6 +268,14 @@ def write_crop(
     if users is not None and not force:
         return DarktableWrite("kept-user-crop", users.num, users.params_text, users.enabled,
                               notes=[f"the user's {users.operation} entry (num {users.num}) is kept"])
+    if own is not None and not force and not any(
+            e.operation == "crop" and e.params is not None and _same_params(own.params_text, e.params)
+            for e in hist.entries):
+        # pic wrote an entry here and it is gone: darktable rewrote the sidecar from its database, or the user
+        # removed it. That is their decision; appending it again would fight darktable over the file.
+        return DarktableWrite("removed", enabled=enabled,
+                              notes=["pic's earlier crop entry is no longer in the history (removed in darktable): "
+                                     "not written again (--force does)"])
     if is_full(crop) and not is_own and users is None:
         # The whole frame, and no crop of pic's to undo: darktable already shows the whole frame, and an entry
         # would only mark the photo as edited in the lighttable (pic leaves most photos of an unknown user whole).
@@ -287,7 +308,8 @@ def write_crop(
                 and len(e.params) == (28 if e.modversion == 2 else 24)):
             version = e.modversion
             break
-    blob = CropParams(box.left, box.top, box.right, box.bottom, 0, 0, False).encode(version)
+    ratio_n, ratio_d = crop_ratio_lock(ratio, box, fsize)
+    blob = CropParams(box.left, box.top, box.right, box.bottom, ratio_n, ratio_d, False).encode(version)
     params_text = encode_params(blob)
 
     if is_own and crop_entry is not None and crop_entry.params == blob and crop_entry.enabled == enabled:
