@@ -786,3 +786,23 @@ def test_the_listen_backlog_holds_a_burst(env: Env, tmp_path: Path) -> None:
             statuses = [f.result() for f in [pool.submit(state) for _ in range(180)]]
     assert backlog >= 128
     assert statuses == [200] * 180
+
+
+def test_the_page_says_no_crop_for_the_whole_frame_and_gives_pixels_in_chromium(env: Env, tmp_path: Path,
+                                                                                 chromium: str) -> None:
+    whole, cropped = env.id_of("plain.jpg"), env.id_of("rotated.jpg")
+    with env.catalog.transaction():
+        env.catalog.db.conn.execute("UPDATE suggestions SET crop = ?, alternatives = '[]' WHERE image_id = ?",
+                                    (json.dumps([0.0, 0.0, 1.0, 1.0]), whole))
+        env.catalog.db.conn.execute("UPDATE suggestions SET crop = ?, alternatives = '[]' WHERE image_id = ?",
+                                    (json.dumps([0.0, 0.0, 0.5, 1.0]), cropped))
+    w, h = env.session.photo(cropped)["size"]
+    with _serve(env.session, tmp_path) as server, _browser(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        card = page.locator(f"figure.card[data-id='{whole}']")
+        assert "no crop suggested" in card.inner_text() and "confidence" not in card.inner_text()
+        assert card.locator(".crop").count() == 0  # no white border around the whole photo
+        other = page.locator(f"figure.card[data-id='{cropped}']").inner_text()
+        assert f"{round(w / 2)} x {h}" in other and "confidence" in other

@@ -62,6 +62,23 @@
     const s = i === 0 ? p.score : (p.alternatives[i - 1] || {}).score;
     return typeof s === "number" ? `${Math.round(s * 100)}%` : "–";
   }
+  function wholeFrame(box) {
+    return !!box && Math.abs(box[0]) < 1e-3 && Math.abs(box[1]) < 1e-3 && Math.abs(box[2] - 1) < 1e-3 && Math.abs(box[3] - 1) < 1e-3;
+  }
+  const NAMED_RATIOS = ["1:1", "4:5", "5:4", "3:2", "2:3", "4:3", "3:4", "16:9", "9:16", "2:1", "1:2"];
+  function cropText(p) {
+    // What the photographer reads: pixels and ratio, or plainly that pic would keep the whole photo.
+    const box = shown(p);
+    if (!box) return "no crop";
+    if (wholeFrame(box)) return decided(p) ? "kept uncropped" : "no crop suggested";
+    const [W, H] = p.size;
+    const conf = ` · confidence ${confidence(p)}`;
+    if (!W || !H) return `${Math.round((box[2] - box[0]) * (box[3] - box[1]) * 100)}% of the frame${conf}`;
+    const w = Math.round((box[2] - box[0]) * W), h = Math.round((box[3] - box[1]) * H);
+    const a = w / Math.max(h, 1);
+    const name = NAMED_RATIOS.find((r) => { const [x, y] = r.split(":").map(Number); return Math.abs(a / (x / y) - 1) <= 0.01; });
+    return `${w} x ${h}, ${name || `${a.toFixed(2)}:1`}${conf}`;
+  }
   function aspect(p) {
     // Locked ratio as normalized width / height (null when free).
     const [w, h] = p.size;
@@ -123,7 +140,7 @@
       place(alt, c);
       frame.append(alt);
     });
-    if (box) {
+    if (box && !wholeFrame(box)) {  // keeping the full frame: no white border around the whole photo
       const crop = el("div", "crop");
       place(crop, box);
       frame.append(crop);
@@ -131,8 +148,7 @@
     const cap = el("figcaption");
     cap.append(el("span", "name", visible(p.name)));
     const meta = el("span", "meta");
-    meta.append(el("span", "", p.ratio));
-    meta.append(el("span", "conf", `confidence ${confidence(p)}`));
+    meta.append(el("span", "conf", cropText(p)));
     const n = crops(p).length;
     if (n > 1) meta.append(el("span", "", `crop ${chosen + 1}/${n}`));
     meta.append(el("span", `badge ${status}`, status === "suggested" ? "to review" : status));
@@ -329,7 +345,7 @@
     if (status === "suggested") status = "to review";
     const theirs = (p.found || []).filter((f) => !f.pic).map((f) => f.source);
     $("large-info").textContent =
-      `${p.ratio} · confidence ${confidence(p)} · ${status}` +
+      `${cropText(p)} · ${status}` +
       (theirs.length && !decided(p) ? ` · has your own crop (${[...new Set(theirs)].join(", ")}): Shift+Enter replaces it` : "") +
       (state.edit ? " · adjusted: Enter saves, Esc drops" : "");
     if (p.found === undefined) loadFound(p);
