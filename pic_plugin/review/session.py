@@ -136,10 +136,21 @@ class ReviewSession:
                 "ratio": self.options.ratio.name,
                 "ratios": self.ratios(),
                 "total": len(self.ids),
+                "reviewed": self._reviewed(),
                 "page_size": PAGE_SIZE,
                 "undo": len(self._undo),
                 "learns": self.user is not None,
             }
+
+    def _reviewed(self) -> int:
+        """Photos of this review with a decision (at any ratio): one query, however many photos there are."""
+        decided = {
+            row[0]
+            for row in self.catalog.db.execute(
+                "SELECT DISTINCT image_id FROM suggestions WHERE user = ? AND status != 'suggested'", [self.user or ""]
+            ).fetchall()
+        }
+        return len(decided & self._allowed)
 
     def page(self, number: int = 0, size: int = PAGE_SIZE) -> dict[str, Any]:
         """One page of photos (only that page is read from the catalog and serialized)."""

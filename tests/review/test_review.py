@@ -806,3 +806,10 @@ def test_the_page_says_no_crop_for_the_whole_frame_and_gives_pixels_in_chromium(
         assert card.locator(".crop").count() == 0  # no white border around the whole photo
         other = page.locator(f"figure.card[data-id='{cropped}']").inner_text()
         assert f"{round(w / 2)} x {h}" in other and "confidence" in other
+        # the header counts the photos reviewed, and follows each decision and undo
+        assert "4 photos · 0 reviewed" in page.locator("#summary").inner_text()
+        _select(page, "rotated.jpg")
+        page.keyboard.press("x")
+        _wait(page, "() => document.getElementById('summary').textContent.includes('1 reviewed')")
+        page.keyboard.press("u")
+        _wait(page, "() => document.getElementById('summary').textContent.includes('0 reviewed')")

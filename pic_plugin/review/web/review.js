@@ -33,7 +33,18 @@
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     if (!response.ok) throw new Error((data && data.error) || `HTTP ${response.status}`);
+    if (method === "POST") showSummary();  // a decision or an undo changes how many are reviewed
     return data;
+  }
+
+  function summaryText(s) {
+    const who = s.user ? `user ${s.user}` : "no --user: decisions are written but not learned";
+    return `${s.total} photos · ${s.reviewed} reviewed · ${who}`;
+  }
+  async function showSummary() {
+    try {
+      $("summary").textContent = summaryText(await api("GET", "api/state"));
+    } catch (e) { /* the count waits for the next decision */ }
   }
 
   function message(text, isError) {
@@ -522,8 +533,7 @@
       const s = await api("GET", "api/state");
       state.ratios = s.ratios;
       state.pageSize = s.page_size;
-      const who = s.user ? `user ${s.user}` : "no --user: decisions are written but not learned";
-      $("summary").textContent = `${s.total} photos · ${who}`;
+      $("summary").textContent = summaryText(s);
       if (!s.total) message("no photos with suggestions under these folders");
     } catch (e) {
       message(`cannot reach pic: ${e.message}`, true);
