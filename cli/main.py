@@ -6,7 +6,15 @@ import click
 
 from pic_plugin import __version__
 
-from . import batch_commands, editor_commands, library_commands, model_commands, review_commands, watch_commands
+from . import (
+    batch_commands,
+    editor_commands,
+    help_commands,
+    library_commands,
+    model_commands,
+    review_commands,
+    watch_commands,
+)
 
 # One module per group of commands; each exports COMMANDS.
 COMMAND_MODULES = (
@@ -16,6 +24,7 @@ COMMAND_MODULES = (
     review_commands,
     editor_commands,
     watch_commands,
+    help_commands,
 )
 
 
