@@ -22,6 +22,16 @@ Where pic writes (--targets, default pic,darktable)
   crs        Lightroom / Camera Raw crs:Crop* in IMG.xmp (opt-in: darktable imports IMG.xmp too)
 
 Originals are never modified, and a crop you made yourself is never replaced (unless --force).""",
+    "config": """\
+Config file: ~/.config/pic/config.toml ($XDG_CONFIG_HOME/pic/config.toml)
+
+  user = "me"                  # --user
+  ratio = "4:5"                # --ratio
+  targets = "pic,darktable"    # --targets
+  catalog = "~/Pictures/pic.db"  # --catalog
+
+Each applies to the commands that have that option. A flag wins over the environment ($PIC_CATALOG), which
+wins over the file, which wins over pic's defaults.""",
     "exit-codes": """\
 Exit codes
 
@@ -44,7 +54,7 @@ Shell completion (click's own)
 @click.argument("topic", required=False, type=click.Choice(sorted(TOPICS)))
 @click.pass_context
 def help_command(ctx: click.Context, topic: str | None) -> None:
-    """Short guides: ratios, sidecars, exit-codes, completion (without TOPIC: the list and the commands)."""
+    """Short guides: ratios, sidecars, config, exit-codes, completion (without TOPIC: the list and the commands)."""
     if topic is not None:
         click.echo(TOPICS[topic])
         return

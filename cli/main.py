@@ -15,6 +15,7 @@ from . import (
     review_commands,
     watch_commands,
 )
+from .config import default_map, load_config
 
 # One module per group of commands; each exports COMMANDS.
 COMMAND_MODULES = (
@@ -30,8 +31,14 @@ COMMAND_MODULES = (
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pic")
-def cli() -> None:
-    """pic: crop suggestions in your own style, written where darktable, digiKam and Lightroom see them."""
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """pic: crop suggestions in your own style, written where darktable, digiKam and Lightroom see them.
+
+    Defaults for --user, --ratio, --targets and --catalog can be set in ~/.config/pic/config.toml (pic help config).
+    """
+    # the subcommand's context is made after this runs, so it sees these defaults (below flags and $PIC_CATALOG)
+    ctx.default_map = {**default_map(cli, load_config()), **(ctx.default_map or {})}
 
 
 for module in COMMAND_MODULES:

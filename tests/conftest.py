@@ -122,3 +122,10 @@ def net():  # type: ignore[no-untyped-def]
     n = PicNet()
     n.eval()
     return n
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ~/.config/pic/config.toml must not change what the tests see (tests that want one set
+    XDG_CONFIG_HOME themselves)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))

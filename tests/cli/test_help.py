@@ -14,7 +14,7 @@ from pic_cli.main import cli
 
 def test_help_topics() -> None:
     runner = CliRunner()
-    for topic in ("ratios", "sidecars", "exit-codes", "completion"):
+    for topic in ("ratios", "sidecars", "config", "exit-codes", "completion"):
         r = runner.invoke(cli, ["help", topic])
         assert r.exit_code == 0 and r.output.strip() == TOPICS[topic].strip()
     r = runner.invoke(cli, ["help"])
