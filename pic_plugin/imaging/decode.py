@@ -39,6 +39,10 @@ IMAGE_EXTS = JPEG_EXTS | PNG_EXTS | TIFF_EXTS | WEBP_EXTS | RAW_EXTS
 
 #: Images above this many pixels are refused (decompression bombs). 250 MP covers medium-format cameras.
 MAX_PIXELS = 250_000_000
+#: Memory a decode may take (full-size raster plus conversions) before it is refused: a PNG of zeros compresses
+#: 1000:1, so a file under a megabyte can decode to gigabytes under MAX_PIXELS; ``pic watch``'s service is capped at
+#: 1 GiB with the model loaded. 512 MiB still decodes a 130 MP RGB PNG/TIFF (JPEGs decode reduced, RAWs via preview).
+MAX_DECODE_BYTES = 512 << 20
 #: Long side of the analysis image. Candidates are normalized, so this only sets the detail features see.
 ANALYSIS_LONG_SIDE = 512
 #: Embedded RAW previews smaller than this (long side) are thumbnails, not previews.
@@ -150,6 +154,29 @@ def _check_pixels(size: tuple[int, int]) -> None:
         )
 
 
+#: Bytes per pixel of Pillow's raster by mode (RGB and the other 3-band modes are stored 4 bytes a pixel).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 4, "PA": 4, "La": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+               "I": 4, "F": 4}
+
+
+def decode_cost(mode: str, size: tuple[int, int]) -> int:
+    """Bytes the decode of an image of ``mode`` and ``size`` needs at its peak (see ``_decode_pillow``)."""
+    px = size[0] * size[1]
+    raster = _MODE_BYTES.get(mode, 4)
+    if mode in ("RGB", "L", "1"):
+        return px * raster  # RGB needs no conversion; L and 1 are reduced before becoming RGB
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return px * (raster + 4 + 4)  # a float32 copy and the percentile's working copy
+    return px * (raster + 4)  # converted to RGB at full size (palette, alpha, CMYK, ...)
+
+
+def _check_budget(mode: str, size: tuple[int, int]) -> None:
+    cost = decode_cost(mode, size)
+    if cost > MAX_DECODE_BYTES:
+        raise DecodeError(f"refused: decoding this {size[0]}x{size[1]} {mode} image would take {cost >> 20} MiB, "
+                          f"more than the {MAX_DECODE_BYTES >> 20} MiB pic allows for one photo")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB from any Pillow mode (16-bit and float TIFFs are scaled, not clipped)."""
     if img.mode == "RGB":
@@ -180,6 +207,8 @@ def _decode_pillow(path: Path, fmt: str, long_side: int, oversize: float) -> Dec
         img = Image.open(fh)
         stored = img.size
         _check_pixels(stored)
+        if fmt != "jpeg":  # before getexif(): for a PNG without an early eXIf chunk it decodes the whole image
+            _check_budget(img.mode, stored)
         orientation = read_exif_orientation(path)
         if orientation == 1 and fmt in ("png", "webp", "tiff"):
             # exifread misses some containers' EXIF (PNG eXIf, WebP); Pillow finds it.
@@ -192,8 +221,12 @@ def _decode_pillow(path: Path, fmt: str, long_side: int, oversize: float) -> Dec
             method = f"jpeg draft 1/{round(scale)}"
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
+        _check_budget(img.mode, img.size)  # after the JPEG draft: the size that will really be decoded
         img.load()
-        rgb = _to_rgb(img)
+        if img.mode in ("L", "1"):  # reduce first: a 1-byte raster stays small, its RGB copy would be 4x
+            rgb = _to_rgb(_resize_long_side(img.convert("L"), long_side, oversize))
+        else:
+            rgb = _to_rgb(img)
     small = apply_orientation(_resize_long_side(rgb, long_side, oversize), orientation)
     return DecodedImage(
         path=path,
