@@ -16,7 +16,9 @@ characters, so it is the only path that ever appears in a command line):
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -60,6 +62,13 @@ class WorkDir:
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The plugins' work folders live in /tmp, where another local user could plant a symlink (or a folder) of
+        # that name before pic creates it: write only into a real folder that belongs to this user.
+        st = os.lstat(self.path)
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "a symlink or not a folder; pic writes only into a real folder", str(path))
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "a folder that belongs to another user", str(path))
         self._rows: list[str] = []
 
     def file(self, name: str) -> Path:
