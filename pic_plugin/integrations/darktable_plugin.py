@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pic_plugin.analysis.suggest import suggest
-from pic_plugin.core.errors import PicError
+from pic_plugin.core.errors import PicError, SidecarError
 from pic_plugin.core.geometry import FULL_FRAME, Box, is_full_frame, parse_ratio
 from pic_plugin.core.suggestion import Alternative, Suggestion
 from pic_plugin.editors.darktable import CropParams, HistoryEntry, decode_params, displayed_to_frame, frame_orientation
@@ -33,6 +33,7 @@ from pic_plugin.editors.sidecars import write_suggestion
 from pic_plugin.integrations.file_list import WorkDir
 from pic_plugin.library.analyze import analyze_with_catalog
 from pic_plugin.library.catalog import Catalog
+from pic_plugin.library.darktable_route import pic_params
 from pic_plugin.library.options import SuggestOptions
 from pic_plugin.library.scan import file_signature
 from pic_plugin.model import scorers
@@ -127,19 +128,6 @@ def crop_frame(snapshot: Style | None, exif_orientation: int) -> int:
     """EXIF number of darktable's crop frame (relative to the stored raster) for this history."""
     flip = snapshot.effective("flip") if snapshot else None
     return frame_orientation(_history_entry(flip) if flip else None, exif_orientation)[0]
-
-
-def own_params(catalog: Catalog, path: Path) -> set[str]:
-    """darktable params pic applied to ``path`` earlier (any user, any ratio), from the catalog."""
-    record = catalog.image(path)
-    if record is None:
-        return set()
-    found = set()
-    for s in catalog.suggestions_for_image(record.id):
-        params = (s.get("written") or {}).get("darktable_style")
-        if params:
-            found.add(params)
-    return found
 
 
 @dataclass
@@ -247,7 +235,10 @@ def _plan_one(
         existing = snapshot.effective("crop") if snapshot else None
         if existing is not None and existing.enabled and existing.op_params != item.op_params:
             box = _crop_box(existing)
-            mine = existing.op_params in own_params(catalog, path)
+            try:
+                mine = decode_params(existing.op_params) in pic_params(catalog, path)
+            except SidecarError:  # params darktable cannot have written are not pic's either
+                mine = False
             if box is not None and not _is_full(box) and not mine and not options.replace_crops:
                 result.status = "kept-user-crop"
                 result.message = "already cropped by you (pic learns from that crop; apply anyway: replace crops)"
