@@ -54,42 +54,63 @@ class SubjectSummary:
     """The subject as the composition features see it."""
 
     weights: np.ndarray  # h x w, subject probability with faces and the main object added
-    box: tuple[float, float, float, float]  # normalized box holding ~99% of the subject mass (and the main object)
+    box: tuple[float, float, float, float]  # normalized box holding most of the subject mass (and the main object)
     centroid: tuple[float, float]
     confidence: float  # 0 = no clear subject (landscape, texture), 1 = a clear one
     kind: str | None = None  # the main object's label, when the detector found one
 
 
-SUBJECT_FLOOR = 0.1  # subject probability below this is background
-SUBJECT_TAIL = 0.005  # the subject box leaves out this share of the mass on each side
+@dataclass(frozen=True)
+class SubjectRule:
+    """How the map, the faces and the main object become one subject box (chosen leaving one source out)."""
+
+    floor: float = 0.1  # subject probability below this is background
+    tail: float = 0.005  # the map's box leaves out this share of the subject mass on each side
+    min_score: float = OBJECT_MIN_SCORE  # a detection is the main object from this score
+    fill: float = OBJECT_FILL  # subject probability the main object's box adds (x its score)
+    blend: float = 0.0  # 0: the map's box joined with the object's; 1: the object's box alone
 
 
-def summarize_subject(analysis: ImageAnalysis) -> SubjectSummary:
+SUBJECT_RULE = SubjectRule()
+
+
+def summarize_subject(analysis: ImageAnalysis, rule: SubjectRule = SUBJECT_RULE) -> SubjectSummary:
     s = analysis.subject.astype(np.float32).copy()
     h, w = s.shape
     for face in analysis.faces:
         x0, y0, x1, y1 = face.box.to_pixels((w, h))
         s[y0:y1, x0:x1] = np.maximum(s[y0:y1, x0:x1], min(1.0, face.score + 0.1))
-    obj = main_object(analysis.objects)
-    if obj is not None:
+    obj = main_object(analysis.objects, rule.min_score)
+    if obj is not None and rule.fill > 0:
         x0, y0, x1, y1 = obj.box.to_pixels((w, h))
-        s[y0:y1, x0:x1] = np.maximum(s[y0:y1, x0:x1], OBJECT_FILL * obj.score)
+        s[y0:y1, x0:x1] = np.maximum(s[y0:y1, x0:x1], rule.fill * obj.score)
     # Mass counts pixels that may be subject; the faintest background activation is not. A low floor keeps
     # thin parts (legs, tails, masts) that the map rates uncertain: losing them is what people notice.
-    mass = np.clip((s - SUBJECT_FLOOR) / (1 - SUBJECT_FLOOR), 0, 1)
+    mass = np.clip((s - rule.floor) / (1 - rule.floor), 0, 1)
     total = float(mass.sum())
     confidence = float(min(1.0, total / (0.01 * h * w))) if total > 0 else 0.0
     kind = obj.label if obj is not None else None
     if total <= 1e-6:
-        return SubjectSummary(mass, (0.0, 0.0, 1.0, 1.0), (0.5, 0.5), 0.0, kind)
-    cols, rows = mass.sum(0) / total, mass.sum(1) / total
-    box = (*_quantile_span(cols, SUBJECT_TAIL, 1 - SUBJECT_TAIL), *_quantile_span(rows, SUBJECT_TAIL, 1 - SUBJECT_TAIL))
-    xs, ys = (np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h
-    centroid = (float((cols * xs).sum()), float((rows * ys).sum()))
-    joined = join(Box(box[0], box[2], box[1], box[3]), obj)
+        if obj is None:
+            return SubjectSummary(mass, (0.0, 0.0, 1.0, 1.0), (0.5, 0.5), 0.0, kind)
+        map_box, centroid = obj.box, obj.box.center
+    else:
+        cols, rows = mass.sum(0) / total, mass.sum(1) / total
+        (left, right), (top, bottom) = _quantile_span(cols, rule.tail, 1 - rule.tail), _quantile_span(rows, rule.tail, 1 - rule.tail)
+        map_box = Box(left, top, right, bottom)
+        xs, ys = (np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h
+        centroid = (float((cols * xs).sum()), float((rows * ys).sum()))
+    box = join(map_box, obj)
     if obj is not None:
+        box = _lerp(box, obj.box, rule.blend)
         confidence = max(confidence, obj.score)
-    return SubjectSummary(mass, tuple(joined), centroid, confidence, kind)  # type: ignore[arg-type]
+    return SubjectSummary(mass, tuple(box), centroid, confidence, kind)  # type: ignore[arg-type]
+
+
+def _lerp(a: Box, b: Box, t: float) -> Box:
+    if t <= 0:
+        return a
+    return Box(*(x + (y - x) * t for x, y in zip(a, b, strict=True)))
 
 
 def find_subject(analysis: ImageAnalysis) -> Subject | None:

@@ -69,3 +69,20 @@ def test_suggest_json_says_what_pic_framed(tmp_path) -> None:  # type: ignore[no
     if row["subject"] is not None:
         left, top, right, bottom = row["subject"]
         assert 0 <= left < right <= 1 and 0 <= top < bottom <= 1
+
+
+def test_the_rule_blends_from_the_joined_box_to_the_object_alone() -> None:
+    from pic_plugin.analysis.subject import SubjectRule
+
+    analysis = synthetic_analysis(subject_box=(0.1, 0.3, 0.3, 0.7))
+    dog = Detection(Box(0.6, 0.4, 0.9, 0.9), 0.8, "dog")
+    analysis.objects = [dog]
+    joined = Box(*summarize_subject(analysis, SubjectRule(blend=0.0)).box)
+    alone = Box(*summarize_subject(analysis, SubjectRule(blend=1.0)).box)
+    half = Box(*summarize_subject(analysis, SubjectRule(blend=0.5)).box)
+    assert iou(alone, dog.box) > 0.999
+    assert joined.left < 0.35 and iou(joined, dog.box) < 0.7
+    assert abs(half.left - (joined.left + alone.left) / 2) < 1e-6
+    # an object the map has no mass for (fill 0, a dark map) still is the subject
+    analysis.subject = np.zeros_like(analysis.subject)
+    assert iou(Box(*summarize_subject(analysis, SubjectRule(fill=0.0)).box), dog.box) > 0.999
