@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-side", type=int, default=320, help="long side of the stored masks in pixels")
     ap.add_argument("--limit", type=int, default=None, help="at most N photos (annotated photos come first)")
     ap.add_argument("--annotated-only", action="store_true", help="only photos with a human subject mask")
+    ap.add_argument("--unannotated-only", action="store_true",
+                    help="only photos without one (what the subject head trains on: a human mask wins over the teacher's)")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort  # research-only dependency
@@ -281,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     photos = find_photos(photos_dir)
     if args.annotated_only:
         photos = [p for p in photos if p.annotated]
+    if args.unannotated_only:
+        photos = [p for p in photos if not p.annotated]
     if args.limit is not None:
         photos = photos[: args.limit]
 

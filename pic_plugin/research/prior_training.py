@@ -105,74 +105,53 @@ def photo_item(
 # --- out-of-fold subject maps ---------------------------------------------------------------------------------
 
 
-def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    p = torch.sigmoid(logits)
-    return 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
-
-
 def out_of_fold_subject_maps(
-    photos: Sequence[SubjectPhoto], folds: int = 4, epochs: int = 12, seed: int = 0, log: Callable[[str], None] = print
+    photos: Sequence[SubjectPhoto],
+    folds: int = 4,
+    epochs: int = 12,
+    seed: int = 0,
+    teacher: bool = False,
+    log: Callable[[str], None] = print,
 ) -> dict[tuple[str, bool], np.ndarray]:
     """Subject maps of the training photos from feature heads that never saw them (stacking).
 
     The shipped feature head was trained on these photos' masks, so its subject maps are much better on them than
     on new photos (box IoU 0.73 vs 0.58 on the test split). A prior trained on those maps would trust the subject
     map more than it deserves. Here ``folds`` heads are trained as ``scripts/train_feature_head.py`` does (same
-    loss and schedule), each without one fold of scenes, and each photo gets the map of the head that did not see
-    it. Only the subject map is replaced; the CNN map stays the shipped head's (the one used at suggestion time).
+    loss and schedule, the teacher's pseudo-masks of the unannotated photos too when ``teacher``), each without
+    one fold of scenes, and each photo gets the map of the head that did not see it. Only the subject map is
+    replaced; the CNN map stays the shipped head's (the one used at suggestion time).
     Returns {(image path, mirrored): h8 x w8 map}.
     """
-    from PIL import Image
+    from pic_plugin.research.datasets import subject_photos
+    from pic_plugin.research.subject_head_training import (
+        TapCache,
+        build_targets,
+        load_examples,
+        photo_key,
+        subject_map,
+        teacher_masks,
+        train_head,
+    )
 
-    from pic_plugin.analysis import backbone
-    from pic_plugin.analysis.heads import FeatureHead, backbone_input
-    from pic_plugin.imaging.decode import decode
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    net = backbone.load_backbone()
-    taps: dict[tuple[str, bool], list[torch.Tensor]] = {}
-    examples: list[tuple[tuple[str, bool], torch.Tensor, int]] = []
+    pseudo = teacher_masks() if teacher else {}
+    if teacher and not pseudo:
+        raise FileNotFoundError("no teacher masks: run scripts/make_teacher_masks.py --unannotated-only")
+    annotated = {photo_key(p.image) for p in subject_photos()} | {photo_key(p.image) for p in photos}
+    pseudo = {k: v for k, v in pseudo.items() if k not in annotated}  # never a test photo's pseudo-mask
+    cache = TapCache()
+    fold_of = {photo_key(p.image): stable_fold("oof:" + p.group, folds) for p in photos}
     t0 = time.time()
-    for photo in photos:
-        mask = np.asarray(Image.open(photo.mask).convert("L"), dtype=np.float32) / 255.0
-        mask = (mask >= 0.5).astype(np.float32)
-        fold = stable_fold("oof:" + photo.group, folds)
-        for flip in (False, True):
-            key = (str(photo.image), flip)
-            if key not in taps:
-                pixels = decode(photo.image).pixels
-                if flip:
-                    pixels = np.ascontiguousarray(pixels[:, ::-1])
-                with torch.no_grad():
-                    taps[key] = net(backbone_input(pixels))
-            h8, w8 = taps[key][0].shape[-2:]
-            m = np.ascontiguousarray(mask[:, ::-1] if flip else mask)
-            target = F.adaptive_avg_pool2d(torch.from_numpy(m)[None, None], (h8, w8))[0, 0]
-            examples.append((key, target, fold))
-    log(f"out-of-fold subject maps: backbone taps of {len(taps)} images in {time.time() - t0:.0f}s")
     out: dict[tuple[str, bool], np.ndarray] = {}
     for f in range(folds):
-        head = FeatureHead()
-        opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-3)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        train = [e for e in examples if e[2] != f]
-        for _ in range(epochs):
-            head.train()
-            rng.shuffle(train)
-            for key, target, _ in train:
-                _, logits = head(taps[key])
-                loss = F.binary_cross_entropy_with_logits(logits[0], target) + _dice_loss(logits[0], target)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            sched.step()
-        head.eval()
-        with torch.inference_mode():
-            for key, _, fold in examples:
-                if fold == f and key not in out:
-                    out[key] = torch.sigmoid(head(taps[key])[1][0]).numpy().astype(np.float32)
-        log(f"  fold {f + 1}/{folds} done ({time.time() - t0:.0f}s)")
+        held = {k for k, v in fold_of.items() if v == f}
+        targets = build_targets(photos, pseudo, exclude=held)
+        head = train_head(load_examples(targets, cache), epochs=epochs, seed=seed + f, log=lambda s: None)
+        for p in photos:
+            if fold_of[photo_key(p.image)] == f:
+                for flip in (False, True):
+                    out.setdefault((str(p.image), flip), subject_map(head, cache.taps(p.image, flip)))
+        log(f"  out-of-fold subject maps: fold {f + 1}/{folds} done, {len(targets)} targets ({time.time() - t0:.0f}s)")
     return out
 
 
@@ -382,6 +361,7 @@ class PriorConfig:
     hidden: int = 64  # width of the branches' MLPs
     z_dim: int = 8  # size of the user latent
     seed: int = 0
+    teacher_masks: bool = False  # out-of-fold subject heads learn from the teacher's pseudo-masks too (as the shipped head)
     log_every: int = 250
     extra: dict[str, Any] = field(default_factory=dict)
 
