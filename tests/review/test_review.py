@@ -813,3 +813,40 @@ def test_the_page_says_no_crop_for_the_whole_frame_and_gives_pixels_in_chromium(
         _wait(page, "() => document.getElementById('summary').textContent.includes('1 reviewed')")
         page.keyboard.press("u")
         _wait(page, "() => document.getElementById('summary').textContent.includes('0 reviewed')")
+
+
+def _rude_close(sock: Any) -> None:
+    """Close as a browser tab does when it goes away: a reset (RST), not a polite FIN."""
+    import socket
+    import struct
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_a_browser_that_goes_away_mid_request_is_no_traceback(env: Env, tmp_path: Path,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with _serve(env.session, tmp_path) as server:
+        host = f"Host: 127.0.0.1:{server.port}\r\n"
+        photo = env.id_of("plain.jpg")
+        requests = [
+            f"GET /t/{server.token}/ HTTP/1.1\r\n{host}\r\n",  # the page, then gone before reading it
+            f"GET /t/{server.token}/img/{photo}/preview HTTP/1.1\r\n{host}\r\n",  # a large answer
+            f"GET /t/{server.token}/ HTTP/1.1\r\n{host}",  # the request cut in the middle of its headers
+            f"POST /t/{server.token}/api/undo HTTP/1.1\r\n{host}Content-Length: 500\r\n\r\n{{",  # body cut short
+            "GET /t/",  # the request line cut short
+        ]
+        for raw in requests:
+            for pause in (0.0, 0.3):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(raw.encode())
+                time.sleep(pause)
+                _rude_close(sock)
+        time.sleep(0.5)
+        # The server still answers afterwards.
+        status, _, _ = _api(server, "GET", "api/state")
+        assert status == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
