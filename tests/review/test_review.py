@@ -530,11 +530,23 @@ def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path, stop:
                               "Content-Type": "application/json"})
         assert conn.getresponse().status == 200
         conn.close()
+        # a browser tab closed while its page loads: reset before reading the answer
+        import socket
+
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(f"GET /t/{token}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        _rude_close(sock)
+        time.sleep(0.5)
+        env.catalog.close()  # the test's own connection must not be the one that keeps the WAL open
         proc.send_signal(getattr(signal, stop))
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
+        assert "Traceback" not in err, err
         assert f"{USER}: fine-tuned on 1 crops" in err and "model version 1" in err
-        assert env.catalog.active_model(USER)[0] == 1  # type: ignore[index]
+        catalog_path = env.catalog.path
+        assert not [p.name for p in catalog_path.parent.iterdir() if p.name.startswith(catalog_path.name + "-")]
+        with Catalog(catalog_path) as catalog:
+            assert catalog.active_model(USER)[0] == 1  # type: ignore[index]
     finally:
         if proc.poll() is None:
             proc.terminate()
