@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -213,6 +214,7 @@ def photo_line(result: FileResult) -> str:
 @click.option("--top", "top_k", default=3, show_default=True, type=click.IntRange(1, 20), help="Crops per photo.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo: path, crop, score, ratio, alternatives, user, model.")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model.")
+@verbosity_options
 def suggest(
     images: tuple[Path, ...],
     catalog_path: Path | None,
@@ -224,9 +226,11 @@ def suggest(
 ) -> None:
     """Suggest crops for IMAGES without writing anything next to them."""
     failed = False
+    verbose = verbosity() > 0
     with open_catalog(catalog_path) as catalog:
         model = scorers.load(scorer, catalog=catalog, user=user)
         for image in images:
+            t0 = time.perf_counter()
             try:
                 if not image.is_file():
                     raise PicError("not a file")
@@ -236,6 +240,9 @@ def suggest(
                 failed = True
                 click.echo(f"error: {show_path(image)}: {exc}", err=True)
                 continue
+            if verbose:
+                cached = " (features from the catalog)" if fa.cached else ""
+                click.echo(f"{show_path(image)}: {time.perf_counter() - t0:.2f}s{cached}", err=True)
             if as_json:
                 click.echo(json.dumps(s.to_json(), ensure_ascii=False))
             else:
@@ -256,6 +263,7 @@ def suggest(
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), help="With --recap: "
               "the contact sheet made by pic report --html, to point at.")
 @catalog_option
+@verbosity_options
 def demo(folder: Path, recap: bool, report_dir: Path | None, catalog_path: Path | None) -> None:
     """Set up a small example library in FOLDER: free sample photos, some cropped by an example photographer.
 
@@ -278,6 +286,8 @@ def demo(folder: Path, recap: bool, report_dir: Path | None, catalog_path: Path 
         + (f" ({copied.skipped} already there, left as they were)" if copied.skipped else "")
         + " (sources and licences: pic_plugin/data/demo/SOURCES.md)"
     )
+    if verbosity() < 0:
+        return
     click.echo(
         f"{DEMO_USER}, an example photographer, cropped 7 of these photos to 4:5 portrait in darktable. Next:",
         err=True,
