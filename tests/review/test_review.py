@@ -862,3 +862,39 @@ def test_a_browser_that_goes_away_mid_request_is_no_traceback(env: Env, tmp_path
         assert status == 200
     err = capfd.readouterr().err
     assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+def test_the_page_has_a_ratio_picker_and_filters(env: Env, tmp_path: Path) -> None:
+    with _serve(env.session, tmp_path) as server:
+        status, _, page = _api(server, "GET", "")
+    assert status == 200
+    html = page.decode()
+    assert 'id="ratio-picker"' in html  # filled from api/state's ratios by the script
+    for value, label in (("review", "to review"), ("cropped", "cropped"), ("uncropped", "uncropped"),
+                         ("rejected", "rejected")):
+        assert f'<option value="{value}">{label}</option>' in html
+
+
+@pytest.mark.slow
+def test_ratio_picker_and_filters_in_chromium(env: Env, tmp_path: Path, chromium: str) -> None:
+    rejected = "plain.jpg"
+    with _serve(env.session, tmp_path) as server, _browser(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        options = page.eval_on_selector_all("#ratio-picker option", "os => os.map(o => o.value)")
+        assert "4:5" in options and "1:1" in options
+        _select(page, rejected)
+        pid = env.id_of(rejected)
+        page.select_option("#ratio-picker", "1:1")  # the picker does what R does: a new suggestion in 1:1
+        _wait(page, "() => document.querySelector('#message').textContent.includes('ratio 1:1')")
+        assert env.session.photo(pid)["ratio"] == "1:1"
+        page.keyboard.press("x")
+        page.wait_for_selector("figure.card.rejected")
+        visible = "() => [...document.querySelectorAll('figure.card')].filter(f => !f.hidden).length"
+        for value, count in (("rejected", 1), ("review", 3), ("all", 4)):
+            page.select_option("#filter", value)
+            _wait(page, f"() => ({visible})() === {count}")
+        assert not errors, errors
