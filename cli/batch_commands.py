@@ -5,21 +5,33 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
 
 from pic_plugin.analysis.suggest import suggest as make_suggestion
 from pic_plugin.core.errors import PicError
-from pic_plugin.core.geometry import Ratio
+from pic_plugin.core.geometry import Ratio, pixel_words
 from pic_plugin.library.analyze import analyze_with_catalog
 from pic_plugin.library.batch import run_batch
 from pic_plugin.library.options import BatchOptions, parse_targets
-from pic_plugin.library.pipeline import FileResult
+from pic_plugin.library.pipeline import UNCROPPED_AREA, FileResult
 from pic_plugin.library.scan import parse_shard
 from pic_plugin.model import scorers
 
-from .common import catalog_option, open_catalog, ratio_option, show_path, user_option
+from .common import (
+    EXIT_INTERRUPTED,
+    catalog_option,
+    finish_on_ctrl_c,
+    note,
+    open_catalog,
+    ratio_option,
+    show_path,
+    user_option,
+    verbosity,
+    verbosity_options,
+)
 
 
 @click.command()
@@ -56,6 +68,7 @@ from .common import catalog_option, open_catalog, ratio_option, show_path, user_
     help="darktable's library.db (read-only; default ~/.config/darktable/library.db if it exists, 'none' to ignore): "
     "photos darktable imported get pic's crop through the darktable plugin, not the sidecar.",
 )
+@verbosity_options
 def batch(
     paths: tuple[Path, ...],
     catalog_path: Path | None,
@@ -80,6 +93,9 @@ def batch(
 
     Photos already done and unchanged are skipped without being read. A crop you made yourself in darktable
     or Lightroom is never replaced (unless --force): it is what pic learns from.
+
+    Ctrl-C finishes the photos in hand (their sidecars written whole), then stops with exit status 130; the
+    next run goes on where this one stopped. Exit status 1: some photos failed.
     """
     if not paths:
         raise click.UsageError("name at least one folder or photo (try `pic demo DIR` for sample photos)")
@@ -107,23 +123,26 @@ def batch(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    with open_catalog(catalog_path) as catalog:
-        progress = _Progress(as_json)
+    level = verbosity()
+    with open_catalog(catalog_path) as catalog, finish_on_ctrl_c(announce=level >= 0) as stop:
+        progress = _Progress(as_json, level)
         try:
             summary = run_batch(
-                list(paths), options, catalog, on_start=progress.start, on_result=progress.result
+                list(paths), options, catalog, on_start=progress.start, on_result=progress.result, stop=stop
             )
         except (PicError, ValueError) as exc:
             progress.close()
             raise click.ClickException(str(exc)) from exc
         progress.close()
-    click.echo(summary.line(), err=True)  # stdout is for data (--json lines); the summary is for the person
+    note(summary.line())  # stdout is for data (--json lines); the summary is for the person
     library_line = summary.darktable_line()
     if library_line:
-        click.echo(library_line, err=True)
-    hint = summary.style_hint(options)
+        note(library_line)
+    hint = None if summary.interrupted else summary.style_hint(options)
     if hint:
-        click.echo(hint, err=True)
+        note(hint)
+    if summary.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
     if summary.failed:
         sys.exit(1)
 
@@ -146,14 +165,16 @@ def _darktable_library(value: str | None) -> Path | None:
 
 
 class _Progress:
-    """A progress bar on a terminal, JSON lines with --json; errors always go to stderr as they happen."""
+    """A progress bar on a terminal (none with -q or -v), JSON lines with --json, one line per photo with -v;
+    errors always go to stderr as they happen."""
 
-    def __init__(self, as_json: bool) -> None:
+    def __init__(self, as_json: bool, level: int = 0) -> None:
         self.as_json = as_json
+        self.level = level
         self.bar = None
 
     def start(self, total: int) -> None:
-        if not self.as_json and sys.stderr.isatty() and total:
+        if not self.as_json and self.level == 0 and sys.stderr.isatty() and total:
             self.bar = click.progressbar(length=total, label="cropping", file=sys.stderr, show_pos=True)
             self.bar.__enter__()
 
@@ -162,6 +183,8 @@ class _Progress:
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         if result.status == "error":
             click.echo(f"error: {show_path(result.path)}: {result.error}", err=True)
+        elif self.level > 0:
+            click.echo(photo_line(result), err=True)
         if self.bar is not None:
             self.bar.update(1)
 
@@ -169,6 +192,18 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def photo_line(result: FileResult) -> str:
+    """-v: what was done to one photo, and how long it took."""
+    line = f"{result.status}: {show_path(result.path)}"
+    s = result.suggestion
+    if s is not None:
+        crop = "no crop suggested" if s.crop.area >= UNCROPPED_AREA else pixel_words(s.crop, s.size)
+        line += f": {crop} (score {s.score:.2f}, {s.model})"
+    if result.seconds:
+        line += f" in {result.seconds:.2f}s" + (" (features from the catalog)" if result.cached_features else "")
+    return line
 
 
 @click.command()
@@ -179,6 +214,7 @@ class _Progress:
 @click.option("--top", "top_k", default=3, show_default=True, type=click.IntRange(1, 20), help="Crops per photo.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo: path, crop, score, ratio, alternatives, user, model.")
 @click.option("--scorer", type=click.Choice(scorers.names()), default=None, help="Scoring model.")
+@verbosity_options
 def suggest(
     images: tuple[Path, ...],
     catalog_path: Path | None,
@@ -190,9 +226,11 @@ def suggest(
 ) -> None:
     """Suggest crops for IMAGES without writing anything next to them."""
     failed = False
+    verbose = verbosity() > 0
     with open_catalog(catalog_path) as catalog:
         model = scorers.load(scorer, catalog=catalog, user=user)
         for image in images:
+            t0 = time.perf_counter()
             try:
                 if not image.is_file():
                     raise PicError("not a file")
@@ -202,6 +240,9 @@ def suggest(
                 failed = True
                 click.echo(f"error: {show_path(image)}: {exc}", err=True)
                 continue
+            if verbose:
+                cached = " (features from the catalog)" if fa.cached else ""
+                click.echo(f"{show_path(image)}: {time.perf_counter() - t0:.2f}s{cached}", err=True)
             if as_json:
                 click.echo(json.dumps(s.to_json(), ensure_ascii=False))
             else:
@@ -222,6 +263,7 @@ def suggest(
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), help="With --recap: "
               "the contact sheet made by pic report --html, to point at.")
 @catalog_option
+@verbosity_options
 def demo(folder: Path, recap: bool, report_dir: Path | None, catalog_path: Path | None) -> None:
     """Set up a small example library in FOLDER: free sample photos, some cropped by an example photographer.
 
@@ -244,6 +286,8 @@ def demo(folder: Path, recap: bool, report_dir: Path | None, catalog_path: Path 
         + (f" ({copied.skipped} already there, left as they were)" if copied.skipped else "")
         + " (sources and licences: pic_plugin/data/demo/SOURCES.md)"
     )
+    if verbosity() < 0:
+        return
     click.echo(
         f"{DEMO_USER}, an example photographer, cropped 7 of these photos to 4:5 portrait in darktable. Next:",
         err=True,

@@ -38,7 +38,7 @@ Exit codes
   0    all good
   1    some files failed (each is named on stderr)
   2    usage error
-  130  interrupted with Ctrl-C (what was done is saved; the same command goes on from there)
+  130  interrupted with Ctrl-C (the photos in hand are finished and saved; the same command goes on from there)
 
 stdout carries only data (--json lines); progress, the summary line and hints go to stderr.""",
     "completion": """\

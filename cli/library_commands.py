@@ -11,7 +11,7 @@ import click
 
 from pic_plugin.library.harvest import LibraryCrop, collect_crops
 
-from .common import show_path
+from .common import note, show_path, verbosity_options
 
 
 @click.command()
@@ -29,6 +29,7 @@ from .common import show_path
     metavar="PATH",
     help="digiKam's digikam4.db or its folder (read-only), for version histories when sidecars are off.",
 )
+@verbosity_options
 def crops(paths: tuple[Path, ...], as_json: bool, darktable_library: Path | None, digikam_db: Path | None) -> None:
     """List every crop pic finds for the photos under PATHS, in the displayed frame.
 
@@ -52,16 +53,16 @@ def crops(paths: tuple[Path, ...], as_json: bool, darktable_library: Path | None
         if as_json:
             out.write(json.dumps(c.as_json(), ensure_ascii=True) + "\n")
         else:
-            out.write(_human(c) + "\n")
+            out.write(crop_line(c) + "\n")
     out.flush()
     if not as_json:
         photos = len({os.path.abspath(c.image) for c in found})
-        click.echo(f"{len(found)} crop(s) on {photos} photo(s)", err=True)
+        note(f"{len(found)} crop(s) on {photos} photo(s)")
     if failed:
         sys.exit(1)
 
 
-def _human(c: LibraryCrop) -> str:
+def crop_line(c: LibraryCrop) -> str:
     left, top, right, bottom = c.crop
     flags = []
     if c.approximate:

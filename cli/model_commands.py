@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .common import catalog_option, open_catalog
+from .common import catalog_option, open_catalog, verbosity, verbosity_options
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -113,6 +113,7 @@ def profile(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.argument("more_library", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[PATH]...")
 @catalog_option
+@verbosity_options
 def learn(
     user: str,
     crops_file: Path | None,
@@ -129,9 +130,11 @@ def learn(
     --from-library reads the crops you already made (darktable sidecars and duplicates, Lightroom/Camera Raw crs
     crops, digiKam versions; see `pic crops`) into the catalog; re-reading a library only updates what changed.
     """
-    from pic_plugin.library.harvest import harvest
+    from pic_plugin.library.harvest import LibraryCrop, harvest
     from pic_plugin.library.learn import learn as learn_crops
     from pic_plugin.library.learn import read_crop_file
+
+    from .library_commands import crop_line
 
     if more_library and not library:
         raise click.UsageError("paths after the options belong to --from-library: pic learn --from-library PATH...")
@@ -146,16 +149,26 @@ def learn(
             raise click.UsageError(str(exc)) from None
     harvest_errors: list[str] = []
     harvested = None
+    level = verbosity()
+
+    def on_crop(crop: LibraryCrop, changed: bool) -> None:  # -v: every crop read, new or as before
+        click.echo(("new: " if changed else "unchanged: ") + crop_line(crop), err=True)
+
     with open_catalog(catalog_path) as catalog:
         if library or darktable_library is not None or digikam_db is not None:
             harvested = harvest(
-                library, catalog, user, darktable_library=darktable_library, digikam_db=digikam_db
+                library, catalog, user, darktable_library=darktable_library, digikam_db=digikam_db,
+                on_crop=on_crop if level > 0 else None,
             )
             harvest_errors = [f"{path}: {message}" for path, message in harvested.errors]
         result = learn_crops(catalog, user, records, note=note)
     errors = harvest_errors + result.errors
     for err in errors:
         click.echo(f"error: {err}", err=True)
+    if level < 0 and not as_json:  # -q: the errors above and the exit status are the answer
+        if errors:
+            sys.exit(1)
+        return
     if harvested is not None and not as_json:
         click.echo(
             f"{user}: read {harvested.crops} crops on {harvested.images} photos "

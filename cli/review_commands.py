@@ -18,7 +18,16 @@ from pic_plugin.library.options import BatchOptions
 from pic_plugin.library.pipeline import FileResult
 from pic_plugin.model import scorers
 
-from .common import catalog_option, open_catalog, ratio_option, show_path, user_option
+from .common import (
+    catalog_option,
+    note,
+    open_catalog,
+    ratio_option,
+    show_path,
+    user_option,
+    verbosity,
+    verbosity_options,
+)
 
 
 def _paths_or_usage(paths: tuple[Path, ...]) -> None:
@@ -35,15 +44,21 @@ def _prepare(catalog: Catalog, paths: tuple[Path, ...], user: str | None, ratio:
     options = BatchOptions(user=user, ratio=ratio, top_k=top_k, write=False, jobs=jobs or os.cpu_count() or 1,
                            scorer=scorer)
 
+    from .batch_commands import photo_line
+
+    verbose = verbosity() > 0
+
     def on_result(result: FileResult) -> None:
         if result.status == "error":
             click.echo(f"error: {show_path(result.path)}: {result.error}", err=True)
+        elif verbose:
+            click.echo(photo_line(result), err=True)
 
     try:
         summary = run_batch(list(paths), options, catalog, on_result=on_result)
     except (PicError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(summary.line(), err=True)
+    note(summary.line())
     return len(summary.failed)
 
 
@@ -56,6 +71,7 @@ def _common(fn):  # type: ignore[no-untyped-def]
     fn = ratio_option(fn)
     fn = user_option(fn)
     fn = catalog_option(fn)
+    fn = verbosity_options(fn)
     return click.argument("paths", nargs=-1, type=click.Path(path_type=Path))(fn)
 
 
@@ -112,7 +128,7 @@ def review(
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            click.echo("stopped", err=True)
+            note("stopped")
         finally:
             server.httpd.server_close()
         if user and _crop_snapshot(catalog, user) != crops_before:
@@ -142,8 +158,7 @@ def _learn(catalog: Catalog, user: str) -> None:
 
     result = learn(catalog, user, note="after review")
     if result.version is not None:
-        click.echo(f"{user}: fine-tuned on {result.k} crops in {result.seconds:.1f}s -> model version {result.version}",
-                   err=True)
+        note(f"{user}: fine-tuned on {result.k} crops in {result.seconds:.1f}s -> model version {result.version}")
     for err in result.errors:
         click.echo(f"error: {err}", err=True)
 
@@ -178,7 +193,8 @@ def report(
     result = write_report(items, out_dir, title=sheet_title)
     for path, error in result.failed:
         click.echo(f"error: {show_path(path)}: {error}", err=True)
-    click.echo(f"{result.photos} photos in {show_path(result.index)}")
+    if verbosity() >= 0:
+        click.echo(f"{result.photos} photos in {show_path(result.index)}")
     if failed or result.failed:
         sys.exit(1)
 

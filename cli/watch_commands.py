@@ -18,7 +18,16 @@ from pic_plugin.core.geometry import Ratio
 from pic_plugin.library.options import parse_targets
 from pic_plugin.model import scorers
 
-from .common import catalog_option, open_catalog, ratio_option, show_path
+from .common import (
+    EXIT_INTERRUPTED,
+    catalog_option,
+    note,
+    open_catalog,
+    ratio_option,
+    show_path,
+    verbosity,
+    verbosity_options,
+)
 
 
 def _default_user() -> str:
@@ -43,7 +52,7 @@ def _default_user() -> str:
 @click.option("--no-scan", is_flag=True, help="Do not scan the folders at start (only react to changes).")
 @click.option("--finetune-interval", default=60.0, show_default=True, type=click.FloatRange(0), help="At most one fine-tune per this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo looked at on stdout.")
-@click.option("-v", "--verbose", is_flag=True, help="Log every photo suggested.")
+@verbosity_options
 def watch(
     paths: tuple[Path, ...],
     catalog_path: Path | None,
@@ -59,12 +68,12 @@ def watch(
     no_scan: bool,
     finetune_interval: float,
     as_json: bool,
-    verbose: bool,
 ) -> None:
     """Watch PATHS: suggest crops for new photos, learn from the crops you make in darktable/digiKam.
 
     Runs in the foreground until Ctrl-C or SIGTERM (then it finishes the photo in hand and stops; anything still
-    queued is picked up by the next start). Suggestions are suggest-only unless --apply: darktable gets a
+    queued is picked up by the next start). Exit status: 130 after Ctrl-C, 0 after SIGTERM (a service manager's
+    stop). -v logs every photo, -q only problems. Suggestions are suggest-only unless --apply: darktable gets a
     disabled crop entry, and a photo you cropped yourself is never written to. For a background service see
     contrib/systemd/pic-watch.service.
     """
@@ -93,7 +102,9 @@ def watch(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
 
-    _setup_logging(verbose)
+    level = verbosity()
+    verbose = level > 0
+    _setup_logging(level)
 
     def on_result(result: WatchResult) -> None:
         if as_json:
@@ -102,14 +113,19 @@ def watch(
             crop = f" [{', '.join(f'{v:.3f}' for v in result.suggestion.crop)}]" if result.suggestion else ""
             click.echo(f"{result.status}: {show_path(result.path)}{crop}", err=True)
 
+    stopped_by: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        watcher.stop()
+
     with open_catalog(catalog_path) as catalog:
         watcher = Watcher(list(paths), options, catalog, on_result=on_result)
-        previous = {s: signal.signal(s, lambda *_: watcher.stop()) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            click.echo(
+            note(
                 f"pic watch: {', '.join(show_path(r.path) for r in watcher.roots)} as user {options.user!r}"
-                f" ({options.mode}); Ctrl-C stops",
-                err=True,
+                f" ({options.mode}); Ctrl-C stops"
             )
             watcher.run()
         except DaemonRunning as exc:
@@ -117,17 +133,20 @@ def watch(
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-    click.echo("pic watch: stopped", err=True)
+    note("pic watch: stopped")
+    if stopped_by and stopped_by[0] == signal.SIGINT:
+        sys.exit(EXIT_INTERRUPTED)
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(level: int) -> None:
+    """-v: every photo (DEBUG); -q: warnings and errors only."""
     logger = logging.getLogger("pic.watch")
     if not any(getattr(h, "_pic", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         handler._pic = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.setLevel(logging.DEBUG if level > 0 else logging.WARNING if level < 0 else logging.INFO)
     logger.propagate = False
 
 

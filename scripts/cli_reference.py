@@ -47,6 +47,11 @@ def commands(group: click.Group) -> list[tuple[str, click.Command]]:
 
 def reference(cli: click.Group) -> str:
     lines = [BEGIN, ""]
+    group_ctx = click.Context(cli, info_name="pic")
+    lines.append(f"- **`pic {' '.join(cli.collect_usage_pieces(group_ctx))}`** {_first_line(cli.help)}")
+    for p in cli.params:  # the options of `pic` itself (-q, -v, --version), before any command
+        if isinstance(p, click.Option) and not p.hidden and p.name != "help":
+            lines.append(f"  - {_option(p)}")
     for name, cmd in commands(cli):
         ctx = click.Context(cmd, info_name=f"pic {name}")
         usage = " ".join(cmd.collect_usage_pieces(ctx))

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class BatchSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
     darktable_library: Counter[str] = field(default_factory=Counter)  # library route state per photo
     library_problem: str | None = None  # darktable's library could not be read
+    found: int = 0  # photos under the roots (after sharding)
+    interrupted: bool = False  # stopped by ``stop`` (Ctrl-C) before every photo was looked at
 
     @property
     def total(self) -> int:
@@ -65,6 +68,9 @@ class BatchSummary:
             parts.append(f"{self.kept_user_crops} with your own crop kept")
         if self.uncropped:
             parts.append(f"{self.uncropped} best left uncropped")
+        if self.interrupted:
+            return (f"interrupted after {self.total} of {self.found} photos: " + (", ".join(parts) or "none done")
+                    + f" in {self.seconds:.1f}s; run it again for the rest (photos done are skipped)")
         return f"{self.total} photos: " + (", ".join(parts) or "nothing to do") + f" in {self.seconds:.1f}s"
 
     def darktable_line(self) -> str | None:
@@ -133,6 +139,10 @@ def _die_with_parent(parent: int) -> None:
 def _init_worker(catalog_path: str, options: BatchOptions, single_threaded: bool, parent: int | None = None) -> None:
     if parent is not None:
         _die_with_parent(parent)
+    if parent is not None:
+        # Ctrl-C reaches the whole process group: a worker must not die of it with a photo half done. The parent
+        # stops handing out photos and shuts the pool down once the photos in hand are finished.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if single_threaded:
         extract.set_single_threaded()
     catalog = Catalog(catalog_path, readonly=True) if catalog_path != ":memory:" else None
@@ -141,6 +151,15 @@ def _init_worker(catalog_path: str, options: BatchOptions, single_threaded: bool
         options=options,
         scorer=scorers.load(options.scorer, catalog=catalog, user=options.user),
     )
+
+
+def _close_worker_state() -> None:
+    # Closed now, not whenever it is collected: a read-only connection that outlives the writer's close keeps
+    # catalog.db-wal and -shm on disk (only the last connection to close removes them, and it must be a writer).
+    catalog = _STATE.get("catalog")
+    _STATE.clear()
+    if catalog is not None:
+        catalog.close()
 
 
 def _process(job: PhotoJob) -> PhotoOutput:
@@ -195,10 +214,15 @@ def run_batch(
     catalog: Catalog,
     on_start: Callable[[int], None] | None = None,
     on_result: Callable[[FileResult], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> BatchSummary:
+    """``stop``: once set (Ctrl-C), no new photo is started; the photos in hand are finished and written, and the
+    summary says it was interrupted."""
     t0 = time.perf_counter()
     summary = BatchSummary()
+    stop = stop if stop is not None else threading.Event()
     items = collect(roots, options)
+    summary.found = len(items)
     if on_start:
         on_start(len(items))
     # The workers build the scorer; here only its version is needed (cheap: no torch for an unchanged folder).
@@ -232,6 +256,8 @@ def run_batch(
 
     jobs: list[PhotoJob] = []
     for path, root in items:
+        if stop.is_set():
+            break
         try:
             signature = file_signature(path)
         except OSError as exc:
@@ -248,16 +274,20 @@ def run_batch(
 
     writer = route.writer(catalog) if route is not None else None
     try:
-        for output in _run_jobs(jobs, options, catalog):
+        for output in _run_jobs(jobs, options, catalog, stop):
             emit(finish(output, options, catalog, writer))
     finally:
         if route is not None:
             route.close()
+    summary.interrupted = stop.is_set() and summary.total < summary.found
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _run_jobs(jobs: list[PhotoJob], options: BatchOptions, catalog: Catalog) -> Iterator[PhotoOutput]:
+def _run_jobs(
+    jobs: list[PhotoJob], options: BatchOptions, catalog: Catalog, stop: threading.Event
+) -> Iterator[PhotoOutput]:
+    """Each job's output, in completion order; after ``stop`` only those already being worked on."""
     if not jobs:
         return
     catalog_path = str(catalog.path)
@@ -266,9 +296,11 @@ def _run_jobs(jobs: list[PhotoJob], options: BatchOptions, catalog: Catalog) -> 
         _init_worker(catalog_path, options, single_threaded=False)
         try:
             for job in jobs:
+                if stop.is_set():
+                    break
                 yield _process(job)
         finally:
-            _STATE.clear()
+            _close_worker_state()
         return
     ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP have started threads
     with futures.ProcessPoolExecutor(
@@ -283,9 +315,20 @@ def _run_jobs(jobs: list[PhotoJob], options: BatchOptions, catalog: Catalog) -> 
                 break
         while pending:
             done, pending = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            if stop.is_set():
+                # photos not started yet are dropped; those a worker already holds are finished and written
+                pending = {fut for fut in pending if not fut.cancel()}
             for fut in done:
-                yield fut.result()
-                nxt = next(queue, None)
+                try:
+                    output = fut.result()
+                except futures.CancelledError:
+                    continue
+                except BrokenProcessPool:
+                    if stop.is_set():
+                        return  # a worker hit by Ctrl-C while it started up: its photo was not begun
+                    raise
+                yield output
+                nxt = None if stop.is_set() else next(queue, None)
                 if nxt is not None:
                     pending.add(pool.submit(_process, nxt))
 

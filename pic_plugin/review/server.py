@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import secrets
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,9 +69,22 @@ def web_asset(name: str) -> bytes:
     return (resources.files("pic_plugin.review") / "web" / name).read_bytes()
 
 
+#: What a browser that goes away (a closed tab, a reload, a cancelled image) does to its connection.
+GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
 class _Server(ThreadingHTTPServer):
     # The default backlog of 5 resets connections of a burst (a page's thumbnails plus a reload) without a reply.
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback for any error outside the handler's own try (reading the next
+        request of a kept-alive connection, flushing the last answer): a browser that left is no error at all,
+        anything else is one line in the log, never a traceback on the user's terminal."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, GONE):
+            return
+        log.error("review connection failed: %s: %s", type(exc).__name__, exc)
 
 
 class ReviewServer:
@@ -195,8 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus(exc.status), str(exc))
         except PicError as exc:
             self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except GONE:
+            self.close_connection = True  # the browser went away: nobody to answer
         except Exception:  # never a traceback (with paths) to the client
             log.exception("review request failed")
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the terminal)")

@@ -530,11 +530,23 @@ def test_pic_review_command_serves_until_stopped(env: Env, tmp_path: Path, stop:
                               "Content-Type": "application/json"})
         assert conn.getresponse().status == 200
         conn.close()
+        # a browser tab closed while its page loads: reset before reading the answer
+        import socket
+
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(f"GET /t/{token}/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        _rude_close(sock)
+        time.sleep(0.5)
+        env.catalog.close()  # the test's own connection must not be the one that keeps the WAL open
         proc.send_signal(getattr(signal, stop))
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
+        assert "Traceback" not in err, err
         assert f"{USER}: fine-tuned on 1 crops" in err and "model version 1" in err
-        assert env.catalog.active_model(USER)[0] == 1  # type: ignore[index]
+        catalog_path = env.catalog.path
+        assert not [p.name for p in catalog_path.parent.iterdir() if p.name.startswith(catalog_path.name + "-")]
+        with Catalog(catalog_path) as catalog:
+            assert catalog.active_model(USER)[0] == 1  # type: ignore[index]
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -813,3 +825,76 @@ def test_the_page_says_no_crop_for_the_whole_frame_and_gives_pixels_in_chromium(
         _wait(page, "() => document.getElementById('summary').textContent.includes('1 reviewed')")
         page.keyboard.press("u")
         _wait(page, "() => document.getElementById('summary').textContent.includes('0 reviewed')")
+
+
+def _rude_close(sock: Any) -> None:
+    """Close as a browser tab does when it goes away: a reset (RST), not a polite FIN."""
+    import socket
+    import struct
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_a_browser_that_goes_away_mid_request_is_no_traceback(env: Env, tmp_path: Path,
+                                                                capfd: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with _serve(env.session, tmp_path) as server:
+        host = f"Host: 127.0.0.1:{server.port}\r\n"
+        photo = env.id_of("plain.jpg")
+        requests = [
+            f"GET /t/{server.token}/ HTTP/1.1\r\n{host}\r\n",  # the page, then gone before reading it
+            f"GET /t/{server.token}/img/{photo}/preview HTTP/1.1\r\n{host}\r\n",  # a large answer
+            f"GET /t/{server.token}/ HTTP/1.1\r\n{host}",  # the request cut in the middle of its headers
+            f"POST /t/{server.token}/api/undo HTTP/1.1\r\n{host}Content-Length: 500\r\n\r\n{{",  # body cut short
+            "GET /t/",  # the request line cut short
+        ]
+        for raw in requests:
+            for pause in (0.0, 0.3):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                sock.sendall(raw.encode())
+                time.sleep(pause)
+                _rude_close(sock)
+        time.sleep(0.5)
+        # The server still answers afterwards.
+        status, _, _ = _api(server, "GET", "api/state")
+        assert status == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err
+
+
+def test_the_page_has_a_ratio_picker_and_filters(env: Env, tmp_path: Path) -> None:
+    with _serve(env.session, tmp_path) as server:
+        status, _, page = _api(server, "GET", "")
+    assert status == 200
+    html = page.decode()
+    assert 'id="ratio-picker"' in html  # filled from api/state's ratios by the script
+    for value, label in (("review", "to review"), ("cropped", "cropped"), ("uncropped", "uncropped"),
+                         ("rejected", "rejected")):
+        assert f'<option value="{value}">{label}</option>' in html
+
+
+@pytest.mark.slow
+def test_ratio_picker_and_filters_in_chromium(env: Env, tmp_path: Path, chromium: str) -> None:
+    rejected = "plain.jpg"
+    with _serve(env.session, tmp_path) as server, _browser(chromium) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        options = page.eval_on_selector_all("#ratio-picker option", "os => os.map(o => o.value)")
+        assert "4:5" in options and "1:1" in options
+        _select(page, rejected)
+        pid = env.id_of(rejected)
+        page.select_option("#ratio-picker", "1:1")  # the picker does what R does: a new suggestion in 1:1
+        _wait(page, "() => document.querySelector('#message').textContent.includes('ratio 1:1')")
+        assert env.session.photo(pid)["ratio"] == "1:1"
+        page.keyboard.press("x")
+        page.wait_for_selector("figure.card.rejected")
+        visible = "() => [...document.querySelectorAll('figure.card')].filter(f => !f.hidden).length"
+        for value, count in (("rejected", 1), ("review", 3), ("all", 4)):
+            page.select_option("#filter", value)
+            _wait(page, f"() => ({visible})() === {count}")
+        assert not errors, errors

@@ -17,6 +17,7 @@
     loading: null,
     ratios: ["free"],
     large: false,
+    filter: "all", // which cards the grid shows: all | review | cropped | uncropped | rejected
     edit: null, // crop being adjusted in the large view
     busy: false,
   };
@@ -123,11 +124,25 @@
     node.style.height = `${(box[3] - box[1]) * 100}%`;
   }
 
+  function matches(p) {
+    // The filter picker: decided or not, and whether the crop shown keeps the whole frame.
+    const status = p.decision ? p.decision.decision : p.status;
+    const box = shown(p);
+    switch (state.filter) {
+      case "review": return !p.decision && status !== "rejected" && status !== "accepted" && status !== "adjusted";
+      case "rejected": return status === "rejected";
+      case "cropped": return status !== "rejected" && !!box && !wholeFrame(box);
+      case "uncropped": return status !== "rejected" && (!box || wholeFrame(box));
+      default: return true;
+    }
+  }
+
   function renderCard(p, fig) {
     fig.replaceChildren();
     fig.className = "card";
     const status = p.decision ? p.decision.decision : p.status;
     if (status) fig.classList.add(status);
+    fig.hidden = !matches(p);
     if (state.photos[state.sel] === p) fig.classList.add("selected");
     fig.dataset.id = String(p.id);
     const frame = el("div", "frame");
@@ -225,11 +240,32 @@
       fig.classList.add("selected");
       fig.scrollIntoView({ block: "nearest" });
     }
+    showRatio();
     if (state.large) renderLarge();
   }
 
+  function showRatio() {
+    const p = current();
+    const picker = $("ratio-picker");
+    if (p && p.ratio && picker.value !== p.ratio) picker.value = p.ratio;
+  }
+
+  function step(n) {
+    // Move n cards (negative: back), over the cards the filter hides.
+    const dir = Math.sign(n);
+    let i = state.sel;
+    for (let left = Math.abs(n); left > 0; left--) {
+      let j = i + dir;
+      while (j >= 0 && j < state.photos.length && !matches(state.photos[j])) j += dir;
+      if (j >= state.photos.length) return select(j);  // the next page, if there is one
+      if (j < 0) break;
+      i = j;
+    }
+    return select(i);
+  }
+
   function columns() {
-    const cards = grid.children;
+    const cards = [...grid.children].filter((c) => !c.hidden);
     if (!cards.length) return 1;
     const top = cards[0].offsetTop;
     let n = 0;
@@ -304,17 +340,21 @@
   }
 
   function cycleRatio(step) {
+    const r = state.ratios;
+    const p = current();
+    if (!p) return null;
+    return setRatio(r[(r.indexOf(p.ratio) + step + r.length) % r.length]);
+  }
+  function setRatio(next) {
     return act(async () => {
       const p = current();
-      if (!p) return;
-      const r = state.ratios;
-      const i = r.indexOf(p.ratio);
-      const next = r[(i + step + r.length) % r.length];
+      if (!p || p.ratio === next) return;
       message(`${visible(p.name)}: suggesting for ${next}…`);
       const res = await api("POST", `api/photos/${p.id}/ratio`, { ratio: next });
       state.alt.delete(p.id);
       state.edit = null;
       update(res);
+      showRatio();
       message(`${visible(res.name)}: ratio ${res.ratio}`);
     });
   }
@@ -490,6 +530,15 @@
     if (e.target.closest("figure.card")) openLarge();
   });
   $("undo-button").addEventListener("click", () => undo());
+  $("ratio-picker").addEventListener("change", (e) => { setRatio(e.target.value); e.target.blur(); });
+  $("filter").addEventListener("change", (e) => {
+    state.filter = e.target.value;
+    for (const p of state.photos) { const f = cardOf(p); if (f) f.hidden = !matches(p); }
+    const first = state.photos.findIndex(matches);
+    if (current() && !matches(current()) && first >= 0) select(first);
+    e.target.blur();  // the keys are for the grid again
+    loadNext();  // fewer cards shown: the next page may be needed to fill the screen
+  });
   $("help-button").addEventListener("click", () => $("keys").classList.toggle("shown"));
   $("large-accept").addEventListener("click", () => accept(false));
   $("large-reject").addEventListener("click", () => reject());
@@ -511,12 +560,12 @@
       Tab: () => nextAlternative(e.shiftKey ? -1 : 1),
       r: () => cycleRatio(e.shiftKey ? -1 : 1),
       u: () => undo(),
-      ArrowRight: () => select(state.sel + 1),
-      ArrowLeft: () => select(state.sel - 1),
-      ArrowDown: () => select(state.sel + (state.large ? 1 : columns())),
-      ArrowUp: () => select(state.sel - (state.large ? 1 : columns())),
-      j: () => select(state.sel + 1),
-      k: () => select(state.sel - 1),
+      ArrowRight: () => step(1),
+      ArrowLeft: () => step(-1),
+      ArrowDown: () => step(state.large ? 1 : columns()),
+      ArrowUp: () => step(-(state.large ? 1 : columns())),
+      j: () => step(1),
+      k: () => step(-1),
       " ": () => (state.large ? closeLarge() : openLarge()),
       v: () => (state.large ? closeLarge() : openLarge()),
       Escape: () => closeLarge(),
@@ -532,6 +581,7 @@
     try {
       const s = await api("GET", "api/state");
       state.ratios = s.ratios;
+      $("ratio-picker").replaceChildren(...s.ratios.map((r) => { const o = el("option", "", r); o.value = r; return o; }));
       state.pageSize = s.page_size;
       $("summary").textContent = summaryText(s);
       if (!s.total) message("no photos with suggestions under these folders");
