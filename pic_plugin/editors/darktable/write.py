@@ -74,7 +74,7 @@ class OwnEntry:
 
 @dataclass
 class DarktableWrite:
-    status: Literal["written", "unchanged", "kept-user-crop", "removed"]
+    status: Literal["written", "unchanged", "kept-user-crop", "removed", "skipped"]
     num: int | None = None
     params_text: str | None = None
     enabled: bool = True
@@ -225,6 +225,26 @@ def _same_params(text: str, blob: bytes) -> bool:
         return decode_params(text) == blob
     except SidecarError:
         return False
+
+
+def drop_own_entry(doc: XmpDocument, own: OwnEntry) -> bool:
+    """Take pic's own crop entry out of the history when it is the last entry (nothing built on it); True if it was.
+
+    For a photo darktable has not loaded yet, whose crop must come from elsewhere (a Lightroom crop it imports)."""
+    hist = read_history(doc)
+    if hist is None or not hist.entries:
+        return False
+    last = max(hist.entries, key=lambda e: e.num if e.num is not None else -1)
+    if last.num != hist.end - 1 or not own.matches(last):
+        return False
+    container = doc.array_container(NS_DT, "history")
+    if container is None:
+        return False
+    container.remove_child(last.item.node)
+    doc.set(NS_DT, "history_end", str(hist.end - 1))
+    for key in HASH_KEYS:
+        doc.remove(NS_DT, key)
+    return True
 
 
 def write_crop(
