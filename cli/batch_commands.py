@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from pic_plugin.analysis.suggest import suggest as make_suggestion
+from pic_plugin.core import jsontext
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
 from pic_plugin.library.analyze import analyze_with_catalog
@@ -159,7 +159,7 @@ class _Progress:
 
     def result(self, result: FileResult) -> None:
         if self.as_json:
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            click.echo(jsontext.dumps(result.to_json()))
         if result.status == "error":
             click.echo(f"error: {show_path(result.path)}: {result.error}", err=True)
         if self.bar is not None:
@@ -203,7 +203,7 @@ def suggest(
                 click.echo(f"error: {show_path(image)}: {exc}", err=True)
                 continue
             if as_json:
-                click.echo(json.dumps(s.to_json(), ensure_ascii=False))
+                click.echo(jsontext.dumps(s.to_json()))
             else:
                 crops = "  ".join(f"[{', '.join(f'{v:.3f}' for v in c)}]" for c in s.crops)
                 click.echo(f"{show_path(image)}: {crops}  (score {s.score:.2f}, {s.ratio}, {s.model})")

@@ -7,7 +7,6 @@ plugin built (see ``pic_plugin.integrations.file_list``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import BinaryIO
 
 import click
 
+from pic_plugin.core import jsontext
 from pic_plugin.core.atomic import write_bytes_atomic
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
@@ -104,7 +104,7 @@ def dtstyle(
 
     def show(result: PlanResult) -> None:
         if as_json:
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            click.echo(jsontext.dumps(result.to_json()))
         elif result.suggestion is not None:
             click.echo(f"{show_path(result.path)}: {result.status} [{', '.join(f'{v:.3f}' for v in result.suggestion.crop)}]"
                        f" score {result.suggestion.score:.2f}" + (f" ({result.message})" if result.message else ""))
@@ -220,7 +220,7 @@ def crop_file(
     if result.message:
         click.echo(f"pic: {show_path(src)}: {result.message}", err=True)
     if as_json:
-        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        click.echo(jsontext.dumps(result.to_json()))
     elif result.suggestion is not None:
         crop = ", ".join(f"{v:.3f}" for v in result.suggestion.crop)
         click.echo(f"{show_path(src)}: {result.status} [{crop}] score {result.suggestion.score:.2f}")

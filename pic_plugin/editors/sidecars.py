@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pic_plugin.core.errors import ConcurrentChangeError, SidecarError
+from pic_plugin.core.errors import ConcurrentChangeError, SidecarError, UnsupportedSidecarError
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_size, normalize_orientation
 from pic_plugin.core.suggestion import Suggestion
@@ -45,6 +45,7 @@ class TargetResult:
     path: Path | None = None
     message: str = ""
     approximate: bool = False
+    lasting: bool = False  # an error that stays until the file changes (UnsupportedSidecarError): no retry
 
 
 @dataclass
@@ -178,6 +179,7 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
                 doc.root, doc.prolog, doc.epilog = work.root, work.prolog, work.epilog
             except SidecarError as exc:
                 outcome["darktable_error"] = _message(exc)
+                outcome["darktable_lasting"] = isinstance(exc, UnsupportedSidecarError)
             if dt is not None and dt.status == "removed":  # darktable's decision: leave the file as it is
                 outcome["dt"] = dt
                 return dt, False
@@ -196,7 +198,8 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
 
     try:
         _, written = _transact(path, image, edit, retries)
-        _report_editor_sidecar(report, path, wanted, written, outcome.get("dt"), outcome.get("darktable_error"))
+        _report_editor_sidecar(report, path, wanted, written, outcome.get("dt"), outcome.get("darktable_error"),
+                               bool(outcome.get("darktable_lasting")))
     except (SidecarError, OSError) as exc:
         _report_editor_sidecar_error(report, path, wanted, exc)
 
@@ -283,7 +286,8 @@ def _checked_targets(targets: Iterable[str]) -> tuple[str, ...]:
 
 
 def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, ...], written: bool,
-                           dt: DarktableWrite | None, darktable_error: str | None = None) -> None:
+                           dt: DarktableWrite | None, darktable_error: str | None = None,
+                           lasting: bool = False) -> None:
     """The results of one read-modify-write of ``IMG.ext.xmp`` (pic record + darktable entry), into ``report``."""
     if written:
         report.files.append(path)
@@ -291,7 +295,8 @@ def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, .
         report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
     if "darktable" in wanted:
         if dt is None:
-            report.results["darktable"] = TargetResult("darktable", "error", path, darktable_error or "not written")
+            report.results["darktable"] = TargetResult("darktable", "error", path, darktable_error or "not written",
+                                                       lasting=lasting)
         else:
             report.results["darktable"] = TargetResult(
                 "darktable", dt.status, path, "; ".join(dt.notes), dt.approximate)
@@ -302,7 +307,8 @@ def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, .
 def _report_editor_sidecar_error(report: WriteReport, path: Path, wanted: tuple[str, ...], exc: Exception) -> None:
     for t in ("pic", "darktable"):
         if t in wanted:
-            report.results[t] = TargetResult(t, "error", path, _message(exc))
+            report.results[t] = TargetResult(t, "error", path, _message(exc),
+                                             lasting=isinstance(exc, UnsupportedSidecarError))
 
 
 def _write_crs(image: Path, suggestion: Suggestion, orientation: int, mode: str, force: bool, retries: int,
@@ -325,7 +331,8 @@ def _write_crs(image: Path, suggestion: Suggestion, orientation: int, mode: str,
                                "sidecar names coincide")
         res, written = _transact(path, image, edit, retries)
     except (SidecarError, OSError) as exc:
-        report.results["crs"] = TargetResult("crs", "error", path, _message(exc))
+        report.results["crs"] = TargetResult("crs", "error", path, _message(exc),
+                                             lasting=isinstance(exc, UnsupportedSidecarError))
         return None
     status: Status = "unchanged" if res.status == "written" and not written else res.status
     report.results["crs"] = TargetResult("crs", status, path, "; ".join(res.notes))
