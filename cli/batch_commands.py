@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import click
 
 from pic_plugin.analysis.suggest import suggest as make_suggestion
+from pic_plugin.core import jsontext
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio, pixel_words
 from pic_plugin.library.analyze import analyze_with_catalog
@@ -180,7 +180,7 @@ class _Progress:
 
     def result(self, result: FileResult) -> None:
         if self.as_json:
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            click.echo(jsontext.dumps(result.to_json()))
         if result.status == "error":
             click.echo(f"error: {show_path(result.path)}: {result.error}", err=True)
         elif self.level > 0:
@@ -244,7 +244,7 @@ def suggest(
                 cached = " (features from the catalog)" if fa.cached else ""
                 click.echo(f"{show_path(image)}: {time.perf_counter() - t0:.2f}s{cached}", err=True)
             if as_json:
-                click.echo(json.dumps(s.to_json(), ensure_ascii=False))
+                click.echo(jsontext.dumps(s.to_json()))
             else:
                 crops = "  ".join(f"[{', '.join(f'{v:.3f}' for v in c)}]" for c in s.crops)
                 click.echo(f"{show_path(image)}: {crops}  (score {s.score:.2f}, {s.ratio}, {s.model})")

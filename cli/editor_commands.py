@@ -7,7 +7,6 @@ plugin built (see ``pic_plugin.integrations.file_list``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import BinaryIO
 
 import click
 
+from pic_plugin.core import jsontext
 from pic_plugin.core.atomic import write_bytes_atomic
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Ratio
@@ -104,7 +104,7 @@ def dtstyle(
 
     def show(result: PlanResult) -> None:
         if as_json:
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            click.echo(jsontext.dumps(result.to_json()))
         elif result.suggestion is not None:
             click.echo(f"{show_path(result.path)}: {result.status} [{', '.join(f'{v:.3f}' for v in result.suggestion.crop)}]"
                        f" score {result.suggestion.score:.2f}" + (f" ({result.message})" if result.message else ""))
@@ -170,7 +170,10 @@ def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | 
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--bqm-paths", type=click.File("rb"), metavar="FILE",
               help="Read INPUT and OUTPUT from FILE ('-' = stdin) as digiKam's BQM writes them into pic-bqm.sh's "
-                   "here-document: two double-quoted lines. Safe for any file name.")
+                   "here-document: two double-quoted lines (where there is no /proc; see --bqm-script-of).")
+@click.option("--bqm-script-of", "bqm_script_of", type=click.IntRange(2), metavar="PID",
+              help="Read INPUT and OUTPUT from the text of pic-bqm.sh as the shell PID (pic's parent: $$) runs it, "
+                   "via /proc/PID/cmdline (Linux). The shell never parses them: safe for any file name.")
 @click.option("--mode", type=click.Choice(["crop", "metadata"]), default="crop", show_default=True,
               help="crop: write the cropped image; metadata: copy the image and tag it pic/suggested in its sidecar.")
 @click.option("--timeout", type=click.FloatRange(0, bqm.BQM_TIMEOUT), default=bqm.DEFAULT_TIMEOUT, show_default=True,
@@ -185,6 +188,7 @@ def learn_files(ctx: click.Context, paths: tuple[Path, ...], files_from: Path | 
 def crop_file(
     paths: tuple[Path, ...],
     bqm_paths: BinaryIO | None,
+    bqm_script_of: int | None,
     mode: str,
     timeout: float,
     naming: str,
@@ -196,20 +200,29 @@ def crop_file(
 ) -> None:
     """Write OUTPUT from INPUT for digiKam's Batch Queue Manager: pic's crop, or the copy plus a tagged sidecar.
 
-    Usage: pic crop-file INPUT OUTPUT, or pic crop-file --bqm-paths - (see plugins/digikam/pic-bqm.sh).
+    Usage: pic crop-file INPUT OUTPUT, or from plugins/digikam/pic-bqm.sh: pic crop-file --bqm-script-of $$
+    (Linux) / --bqm-paths - (elsewhere).
     The original is never written; OUTPUT is always created, uncropped if the suggestion takes too long.
     """
-    if bqm_paths is not None:
-        if paths:
-            raise click.UsageError("give INPUT OUTPUT or --bqm-paths, not both")
+    if sum((bool(paths), bqm_paths is not None, bqm_script_of is not None)) > 1:
+        raise click.UsageError("give one of INPUT OUTPUT, --bqm-paths or --bqm-script-of")
+    if bqm_paths is not None or bqm_script_of is not None:
         try:
-            src, out = bqm.parse_bqm_paths(bqm_paths.read(1 << 20))
+            if bqm_script_of is not None:
+                src, out = bqm.paths_from_script(bqm_script_of)
+            else:
+                assert bqm_paths is not None
+                src, out = bqm.parse_bqm_paths(bqm_paths.read(1 << 20))
         except PicError as exc:
             raise click.UsageError(str(exc)) from exc
+        try:
+            bqm.check_substitution(src, out)
+        except PicError as exc:
+            raise click.ClickException(f"{show_path(src)}: {exc}") from exc
     elif len(paths) == 2:
         src, out = paths
     else:
-        raise click.UsageError("give INPUT and OUTPUT (or --bqm-paths -)")
+        raise click.UsageError("give INPUT and OUTPUT (or --bqm-script-of $$ / --bqm-paths - from pic-bqm.sh)")
     try:
         with open_catalog(catalog_path) as catalog:
             result = bqm.crop_file(src, out, catalog, ratio=ratio, user=user, mode=mode,  # type: ignore[arg-type]
@@ -220,7 +233,7 @@ def crop_file(
     if result.message:
         click.echo(f"pic: {show_path(src)}: {result.message}", err=True)
     if as_json:
-        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        click.echo(jsontext.dumps(result.to_json()))
     elif result.suggestion is not None:
         crop = ", ".join(f"{v:.3f}" for v in result.suggestion.crop)
         click.echo(f"{show_path(src)}: {result.status} [{crop}] score {result.suggestion.score:.2f}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import os
 import signal
@@ -14,6 +13,7 @@ from typing import Any
 
 import click
 
+from pic_plugin.core import jsontext
 from pic_plugin.core.geometry import Ratio
 from pic_plugin.library.options import parse_targets
 from pic_plugin.model import scorers
@@ -108,7 +108,7 @@ def watch(
 
     def on_result(result: WatchResult) -> None:
         if as_json:
-            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+            click.echo(jsontext.dumps(result.to_json()))
         elif verbose and result.status in ("done", "learned"):
             crop = f" [{', '.join(f'{v:.3f}' for v in result.suggestion.crop)}]" if result.suggestion else ""
             click.echo(f"{result.status}: {show_path(result.path)}{crop}", err=True)
@@ -167,7 +167,7 @@ def status(catalog_path: Path | None, user: str | None, as_json: bool) -> None:
         with open_catalog(path, readonly=True) as catalog:
             report = status_report(catalog, user)
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+        click.echo(jsontext.dumps(report, default=str))
         return
     click.echo(_format_status(report))
 

@@ -19,5 +19,10 @@ class ConcurrentChangeError(SidecarError):
     """The sidecar changed on disk while pic was preparing its update (an editor wrote it): retry later."""
 
 
+class UnsupportedSidecarError(SidecarError):
+    """pic does not write into this sidecar as it is (a version or state it cannot safely extend): the same answer
+    until the file changes, so an unchanged photo is not tried again on every run."""
+
+
 class ReadOnlySidecarError(SidecarError):
     """The sidecar is read-only (the user protected it, or it belongs to someone else): pic leaves it alone."""

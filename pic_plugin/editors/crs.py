@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pic_plugin.core.errors import SidecarError
+from pic_plugin.core.errors import SidecarError, UnsupportedSidecarError
 from pic_plugin.core.geometry import Box, is_full_frame
 from pic_plugin.core.orientation import displayed_to_stored, normalize_orientation, stored_to_displayed
 from pic_plugin.editors.picns import NS_PIC, parse_box, write_crs_marker
@@ -211,7 +211,7 @@ def write_crs(
         raise SidecarError(f"invalid crop {tuple(crop)}: need 0 <= left < right <= 1 and 0 <= top < bottom <= 1")
     existing = read_crs(doc, orientation)
     if existing is not None and existing.already_applied:
-        raise SidecarError("crs:AlreadyApplied=True: this sidecar describes pixels that are already rendered "
+        raise UnsupportedSidecarError("crs:AlreadyApplied=True: this sidecar describes pixels that are already rendered "
                            "(a crop written here would be applied twice); pic does not write a crop into it")
     own_text = doc.get(NS_PIC, "CrsCrop")
     own = parse_box(own_text) if own_text is not None else None

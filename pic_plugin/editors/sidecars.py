@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pic_plugin.core.errors import ConcurrentChangeError, SidecarError
+from pic_plugin.core.errors import ConcurrentChangeError, SidecarError, UnsupportedSidecarError
 from pic_plugin.core.geometry import Box
 from pic_plugin.core.orientation import displayed_size, normalize_orientation
 from pic_plugin.core.suggestion import Suggestion
@@ -45,6 +45,7 @@ class TargetResult:
     path: Path | None = None
     message: str = ""
     approximate: bool = False
+    lasting: bool = False  # an error that stays until the file changes (UnsupportedSidecarError): no retry
 
 
 @dataclass
@@ -160,7 +161,14 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
         outcome.clear()
         previous = picns.read_record(doc)
         dt: DarktableWrite | None = None
-        if "darktable" in wanted:
+        dropped_own = False
+        imported = _crop_darktable_imports(image, doc) if "darktable" in wanted else None
+        if imported is not None:
+            # darktable applies this crop itself on the first darkroom load: a crop entry as well would crop twice
+            own = previous.darktable if previous else None
+            dropped_own = own is not None and darktable.drop_own_entry(doc, own)
+            dt = _left_to_lightroom_crop(imported, force, dropped_own)
+        elif "darktable" in wanted:
             work = doc.copy()
             try:
                 dt = darktable.write_crop(
@@ -171,6 +179,7 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
                 doc.root, doc.prolog, doc.epilog = work.root, work.prolog, work.epilog
             except SidecarError as exc:
                 outcome["darktable_error"] = _message(exc)
+                outcome["darktable_lasting"] = isinstance(exc, UnsupportedSidecarError)
             if dt is not None and dt.status == "removed":  # darktable's decision: leave the file as it is
                 outcome["dt"] = dt
                 return dt, False
@@ -178,10 +187,10 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
         rec = picns.PicRecord.from_suggestion(suggestion, orientation, "applied" if applied else "suggested")
         if dt is not None and dt.status in ("written", "unchanged"):
             rec.darktable = dt.own
-        elif previous is not None:
+        elif previous is not None and not dropped_own:
             rec.darktable = previous.darktable
         rec.crs = crs_stored if crs_stored is not None else (previous.crs if previous else None)
-        dt_written = dt is not None and dt.status == "written"
+        dt_written = (dt is not None and dt.status == "written") or dropped_own
         if "pic" in wanted or dt_written:
             picns.write_record(doc, rec)
         outcome["dt"] = dt
@@ -189,9 +198,83 @@ def _write_editor_sidecar(image: Path, suggestion: Suggestion, orientation: int,
 
     try:
         _, written = _transact(path, image, edit, retries)
-        _report_editor_sidecar(report, path, wanted, written, outcome.get("dt"), outcome.get("darktable_error"))
+        _report_editor_sidecar(report, path, wanted, written, outcome.get("dt"), outcome.get("darktable_error"),
+                               bool(outcome.get("darktable_lasting")))
     except (SidecarError, OSError) as exc:
         _report_editor_sidecar_error(report, path, wanted, exc)
+
+
+@dataclass(frozen=True)
+class ImportedCrop:
+    """A crs crop in Lightroom's ``IMG.xmp`` that darktable imports on the photo's first darkroom load."""
+
+    path: Path
+    crop: crs.CrsCrop
+    is_pic_own: bool  # the crs crop pic wrote (pic:CrsCrop), not the user's
+
+
+def _crop_darktable_imports(image: Path, doc: XmpDocument) -> ImportedCrop | None:
+    """The crop darktable will take from ``IMG.xmp`` for ``image`` (darktable sidecar ``doc``), if any.
+
+    darktable reads ``IMG.xmp`` (or ``IMG.XMP``) whenever it loads a photo in the darkroom for the first time
+    (auto-presets not applied yet, FORMATS.md 4.2) and appends its crop as a ``clipping`` entry after the history
+    it has: pic's crop entry would then crop the Lightroom crop a second time. Once darktable has loaded the photo
+    (``auto_presets_applied="1"``) it never reads ``IMG.xmp`` again, and an imported crop is a history entry that
+    ``write_crop`` already keeps."""
+    if (doc.get(darktable.NS_DT, "auto_presets_applied") or "").strip() == "1":
+        return None
+    return lightroom_crop(image)
+
+
+def lightroom_crop(image: Path) -> ImportedCrop | None:
+    """The crop to apply in ``image``'s Lightroom sidecar ``IMG.xmp`` (``crs:HasCrop=True``, not the whole frame,
+    not already applied), which darktable imports on the photo's first darkroom load; None without one."""
+    path = crs.sidecar_path(image)
+    if path == darktable.sidecar_path(image) or not path.exists():
+        return None
+    lr = _read_doc(path)
+    if lr is None:
+        return None
+    try:
+        c = crs.read_crs(lr, 1)  # only whether there is a crop matters here, not its frame
+    except SidecarError as exc:
+        log.warning("%s: %s", os.fsdecode(path), exc)
+        return None
+    if c is None or not c.is_crop_to_apply:
+        return None
+    own_text = lr.get(picns.NS_PIC, "CrsCrop")
+    mine = False
+    if own_text is not None:
+        try:
+            own = picns.parse_box(own_text)
+            mine = c.angle == 0.0 and all(abs(a - b) <= 1e-9 for a, b in zip(c.corners, own, strict=True))
+        except SidecarError:
+            mine = False
+    return ImportedCrop(path, c, mine)
+
+
+def _left_to_lightroom_crop(imported: ImportedCrop, force: bool, dropped_own: bool) -> DarktableWrite:
+    """The darktable result for a photo whose crop darktable will import from ``IMG.xmp``: no crop entry."""
+    name = os.fsdecode(imported.path.name)
+    c = imported.crop
+    edges = f"L {c.corners.left:g} T {c.corners.top:g} R {c.corners.right:g} B {c.corners.bottom:g}"
+    if c.angle:
+        edges += f", angle {c.angle:g}"
+    notes = []
+    if imported.is_pic_own:
+        notes.append(f"darktable imports pic's crs crop from {name} on the photo's first darkroom load: no darktable "
+                     "crop entry (it would crop twice)")
+        status: Literal["kept-user-crop", "skipped"] = "skipped"
+    else:
+        notes.append(f"your Lightroom crop in {name} (crs:HasCrop=True, {edges}) is kept: darktable applies it on the "
+                     "photo's first darkroom load, so pic adds no darktable crop (it would crop twice)")
+        if force:
+            notes.append("--force does not replace it from darktable's side: add --targets crs to replace the "
+                         "Lightroom crop itself")
+        status = "kept-user-crop"
+    if dropped_own:
+        notes.append("pic's earlier darktable crop entry was taken out")
+    return DarktableWrite(status, notes=notes)
 
 
 def _checked_targets(targets: Iterable[str]) -> tuple[str, ...]:
@@ -203,7 +286,8 @@ def _checked_targets(targets: Iterable[str]) -> tuple[str, ...]:
 
 
 def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, ...], written: bool,
-                           dt: DarktableWrite | None, darktable_error: str | None = None) -> None:
+                           dt: DarktableWrite | None, darktable_error: str | None = None,
+                           lasting: bool = False) -> None:
     """The results of one read-modify-write of ``IMG.ext.xmp`` (pic record + darktable entry), into ``report``."""
     if written:
         report.files.append(path)
@@ -211,7 +295,8 @@ def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, .
         report.results["pic"] = TargetResult("pic", "written" if written else "unchanged", path)
     if "darktable" in wanted:
         if dt is None:
-            report.results["darktable"] = TargetResult("darktable", "error", path, darktable_error or "not written")
+            report.results["darktable"] = TargetResult("darktable", "error", path, darktable_error or "not written",
+                                                       lasting=lasting)
         else:
             report.results["darktable"] = TargetResult(
                 "darktable", dt.status, path, "; ".join(dt.notes), dt.approximate)
@@ -222,7 +307,8 @@ def _report_editor_sidecar(report: WriteReport, path: Path, wanted: tuple[str, .
 def _report_editor_sidecar_error(report: WriteReport, path: Path, wanted: tuple[str, ...], exc: Exception) -> None:
     for t in ("pic", "darktable"):
         if t in wanted:
-            report.results[t] = TargetResult(t, "error", path, _message(exc))
+            report.results[t] = TargetResult(t, "error", path, _message(exc),
+                                             lasting=isinstance(exc, UnsupportedSidecarError))
 
 
 def _write_crs(image: Path, suggestion: Suggestion, orientation: int, mode: str, force: bool, retries: int,
@@ -245,7 +331,8 @@ def _write_crs(image: Path, suggestion: Suggestion, orientation: int, mode: str,
                                "sidecar names coincide")
         res, written = _transact(path, image, edit, retries)
     except (SidecarError, OSError) as exc:
-        report.results["crs"] = TargetResult("crs", "error", path, _message(exc))
+        report.results["crs"] = TargetResult("crs", "error", path, _message(exc),
+                                             lasting=isinstance(exc, UnsupportedSidecarError))
         return None
     status: Status = "unchanged" if res.status == "written" and not written else res.status
     report.results["crs"] = TargetResult("crs", status, path, "; ".join(res.notes))

@@ -1,15 +1,19 @@
 """One image for digiKam's Batch Queue Manager "User Shell Script" tool (``pic crop-file``).
 
 How BQM runs a user script (digiKam ``core/dplugins/bqm/custom/userscript/userscript.cpp``): the script text has
-every ``$INPUT`` / ``$OUTPUT`` replaced by the path wrapped in double quotes, then runs as ``/bin/sh -c TEXT``
-with TITLE, COMMENTS, COLORLABEL, PICKLABEL, RATING and TAGSPATH in the environment; after 60 s it is killed and
-the image fails; the script must create ``$OUTPUT``.
+every ``$INPUT``, then every ``$OUTPUT``, replaced by the path wrapped in double quotes, then runs as
+``/bin/sh -c TEXT`` with TITLE, COMMENTS, COLORLABEL, PICKLABEL, RATING and TAGSPATH in the environment; after 60 s
+it is killed and the image fails; the script must create ``$OUTPUT``.
 
 Wrapping in ``"..."`` does not protect a path containing ``"``, ``$``, a backtick or ``\\``: the shell expands them
-before any program starts. pic's BQM script (plugins/digikam/pic-bqm.sh) therefore puts ``$INPUT`` and ``$OUTPUT``
-into a *quoted here-document*, whose body the shell never expands, and pic reads that body from stdin
-(``--bqm-paths -``, ``parse_bqm_paths``). The only name that still breaks is one containing a line that equals the
-here-document's end word.
+before any program starts. pic's BQM script (plugins/digikam/pic-bqm.sh) therefore keeps ``$INPUT`` and
+``$OUTPUT`` at its very end, after the line that runs pic and exits. On Linux pic reads them from the script text
+itself, the ``-c`` argument in ``/proc/PID/cmdline`` of the shell (``--bqm-script-of PID``,
+``paths_from_script``): a shell runs ``-c`` text one command at a time and stops at ``exit``, so it never parses
+them and no name can be forged into shell code. Where there is no ``/proc`` the same lines are a *quoted
+here-document* read from stdin (``--bqm-paths -``, ``parse_bqm_paths``); there a name holding a line that equals
+the here-document's end word still ends it early. A name holding the text ``$OUTPUT`` reaches pic with the output
+path in its place (digiKam's second replace): ``check_substitution`` fails that image with a clear message.
 
 Two modes: ``crop`` writes the cropped image to OUTPUT (exact ratio, quality/ICC/EXIF kept, via
 ``export.export_crop``); ``metadata`` leaves the pixels alone, copies INPUT to OUTPUT and records the suggestion in
@@ -92,6 +96,55 @@ def parse_bqm_paths(data: bytes) -> tuple[Path, Path]:
         return Path(os.fsdecode(part[1:-1]))
 
     return unquote(head, "$INPUT"), unquote(last, "$OUTPUT")
+
+
+#: The script's here-document line (before the paths) and its end word (after them): pic-bqm.sh.
+SCRIPT_START = b"<<'PIC_BQM_PATHS_END'\n"
+SCRIPT_END = b"\nPIC_BQM_PATHS_END"
+
+
+def _ancestors(depth: int = 4) -> list[int]:
+    """This process's parent, grandparent, ... (Linux /proc), ``depth`` of them at most."""
+    out, current = [], os.getpid()
+    for _ in range(depth):
+        try:
+            with open(f"/proc/{current}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            break
+        current = int(stat.rpartition(b")")[2].split()[1])  # the name in (...) may hold spaces
+        if current <= 1:
+            break
+        out.append(current)
+    return out
+
+
+def paths_from_script(pid: int) -> tuple[Path, Path]:
+    """INPUT and OUTPUT from the text of pic-bqm.sh as the shell ``pid`` (pic's parent, or a wrapper's) runs it.
+
+    ``/proc/PID/cmdline`` is ``sh\\0-c\\0TEXT\\0``; the paths are between the script's first here-document line
+    (fixed script text, before any path) and its *last* end word (fixed text after OUTPUT), so a name holding the
+    end word or anything else is just part of INPUT."""
+    if pid not in _ancestors():
+        raise PicError(f"--bqm-script-of {pid}: not the shell that runs pic (pass $$ from pic-bqm.sh)")
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError as exc:
+        raise PicError(f"--bqm-script-of {pid}: cannot read its command line: {exc.strerror or exc}") from exc
+    text = argv[argv.index(b"-c") + 1] if b"-c" in argv[1:-1] else b""
+    _, sep, rest = text.partition(SCRIPT_START)
+    body, sep_end, _ = rest.rpartition(SCRIPT_END)
+    if not sep or not sep_end:
+        raise PicError(f"--bqm-script-of {pid}: that shell is not running pic-bqm.sh (its paths were not found)")
+    return parse_bqm_paths(body + b"\n")
+
+
+def check_substitution(src: Path, out: Path) -> None:
+    """digiKam replaces ``$OUTPUT`` inside the already inserted INPUT too: such a name cannot reach pic intact."""
+    if f'"{os.fsdecode(out)}"' in os.fsdecode(src):
+        raise PicError("the file name contains the text $OUTPUT, which digiKam replaces by the output path before "
+                       "pic sees it: rename the file (this image is not processed)")
 
 
 @contextmanager

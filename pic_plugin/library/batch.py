@@ -181,7 +181,10 @@ def collect(roots: Iterable[Path], options: BatchOptions) -> list[tuple[Path, Pa
     return out
 
 
-def _unchanged(catalog: Catalog, path: Path, signature: tuple[int, int], options: BatchOptions, model: str) -> bool:
+def _unchanged(catalog: Catalog, path: Path, signature: tuple[int, int], options: BatchOptions,
+               model: str) -> bool | str:
+    """True when nothing changed since the last run; the last run's error when that is all there is to say (a
+    sidecar pic cannot write into, still as it was: writing it again would only rewrite pic's record)."""
     record = catalog.image(path)
     if record is None or record.error or (record.file_size, record.mtime_ns) != signature:
         return False
@@ -191,6 +194,8 @@ def _unchanged(catalog: Catalog, path: Path, signature: tuple[int, int], options
     if previous is None or previous["model"] not in models or previous["top_k"] != options.top_k:
         return False
     written = previous["written"] or {}
+    if written.get("error") and not (written.get("lasting") and options.write):
+        return False  # a failure that may pass (a concurrent edit, permissions): try again
     if options.write:
         if sorted(written.get("targets", [])) != sorted(options.targets) or written.get("mode") != options.mode:
             return False
@@ -205,7 +210,7 @@ def _unchanged(catalog: Catalog, path: Path, signature: tuple[int, int], options
         exported = written.get("exported")
         if not exported or not os.path.exists(exported):
             return False
-    return True
+    return str(written["error"]) if written.get("error") else True
 
 
 def run_batch(
@@ -264,7 +269,12 @@ def run_batch(
             emit(FileResult(path, "error", error=f"cannot read file: {exc.strerror or exc}"))
             continue
         # --force must reach the photos whose user crop an earlier run kept, so it revisits like --refresh.
-        if not (options.refresh or options.force) and _unchanged(catalog, path, signature, options, model_version):
+        same = False if options.refresh or options.force else _unchanged(catalog, path, signature, options,
+                                                                            model_version)
+        if isinstance(same, str):  # reported again, not written again (it would fail the same way)
+            emit(FileResult(path, "error", error=f"{same}; unchanged since the last run"))
+            continue
+        if same:
             emit(FileResult(path, "unchanged"))
             continue
         if options.dry_run:

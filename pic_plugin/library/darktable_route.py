@@ -8,7 +8,8 @@ the library (read-only: film rolls + images) pic never writes the darktable entr
 * ``in-darktable``: the library's history holds a crop entry with params pic wrote (through the plugin, or from a
   sidecar darktable imported). Reached: nothing more to do, even when darktable or the user changed or removed it
   since (a removal is their decision, never undone by pic);
-* ``kept-user-crop``: the effective crop in the library is the user's;
+* ``kept-user-crop``: the effective crop in the library is the user's, or darktable has not loaded the photo yet and
+  will import the user's Lightroom crop from ``IMG.xmp`` on its first darkroom load (pic's crop would crop it twice);
 * ``pending``: the suggestion waits in pic's catalog until the darktable plugin applies it through darktable's own
   API (history, undo and database agree): when darktable starts, or with "apply pending" in the pic module;
 * ``unchanged`` (the whole frame: nothing to apply) / ``suggested`` (``--suggest-only``).
@@ -28,6 +29,7 @@ from typing import Any
 from pic_plugin.core.errors import SidecarError
 from pic_plugin.editors import darktable
 from pic_plugin.editors.darktable.library_db import DarktableImage, DarktableLibrary
+from pic_plugin.editors.sidecars import lightroom_crop
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.options import BatchOptions
 from pic_plugin.library.pipeline import UNCROPPED_AREA, PhotoOutput, write_sidecars
@@ -96,6 +98,11 @@ class LibraryRoute:
             crop = None
         if crop is not None and crop.enabled and not crop.is_full_frame:
             return "kept-user-crop", None
+        if not image.auto_presets_applied:
+            lr = lightroom_crop(out.path)
+            if lr is not None and not lr.is_pic_own:
+                # darktable imports it on the first darkroom load, after pic's crop: it would crop twice
+                return "kept-user-crop", None
         assert out.suggestion is not None
         if out.suggestion.crop.area >= UNCROPPED_AREA:
             return "unchanged", None

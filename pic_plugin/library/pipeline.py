@@ -128,6 +128,30 @@ def result_json(
 SidecarWriter = Callable[[PhotoOutput, BatchOptions], dict[str, Any]]
 
 
+class SidecarWriteError(PicError):
+    """Some targets failed; ``info`` is what was done (per target, files), as ``write_sidecars`` returns it.
+
+    ``lasting``: every failure stays until the sidecar changes (an unsupported file), so an unchanged photo is
+    reported again without being written again."""
+
+    def __init__(self, message: str, info: dict[str, Any], lasting: bool = False) -> None:
+        super().__init__(message)
+        self.info = info
+        self.lasting = lasting
+
+
+def failure_message(errors: dict[str, str], statuses: dict[str, str]) -> str:
+    """"crs not written: <reason> (pic, darktable written)": which targets failed, and what the others did."""
+    text = "; ".join(f"{target} not written: {message}" for target, message in errors.items())
+    done: dict[str, list[str]] = {}
+    for target, status in statuses.items():
+        if target not in errors:
+            done.setdefault(status, []).append(target)
+    if done:
+        text += " (" + "; ".join(f"{', '.join(ts)} {status}" for status, ts in done.items()) + ")"
+    return text
+
+
 def finish(out: PhotoOutput, options: BatchOptions, catalog: Catalog, write: SidecarWriter | None = None) -> FileResult:
     """Main-process side of one file: catalog, sidecars (through ``write``, default ``write_sidecars``), result."""
     if out.error is not None or out.suggestion is None:
@@ -163,6 +187,11 @@ def finish(out: PhotoOutput, options: BatchOptions, catalog: Catalog, write: Sid
             written["held_back"] = turned_down
         try:
             written.update((write or write_sidecars)(out, write_options))
+        except SidecarWriteError as exc:  # the targets that were written are still listed, and remembered
+            written.update(exc.info)
+            status, error = "error", str(exc)
+            if exc.lasting:
+                written["lasting"] = True
         except PicError as exc:
             status, error = "error", f"sidecar not written: {exc}"
     suggestion_id = catalog.save_suggestion(
@@ -174,7 +203,7 @@ def finish(out: PhotoOutput, options: BatchOptions, catalog: Catalog, write: Sid
         out.suggestion.score,
         [{"crop": a.crop.as_list(), "score": a.score} for a in out.suggestion.alternatives],
         options.top_k,
-        written=written if status == "done" else {"error": error},
+        written=written if status == "done" else {**written, "error": error},
     )
     if turned_down == "rejected":
         catalog.set_suggestion_status(suggestion_id, "rejected")  # stays turned down for the next run
@@ -183,7 +212,7 @@ def finish(out: PhotoOutput, options: BatchOptions, catalog: Catalog, write: Sid
         status,
         suggestion=out.suggestion,
         error=error,
-        written={k: v for k, v in written.items() if k not in ("files",)},
+        written={k: v for k, v in written.items() if k not in ("files", "lasting")},
         exported=out.exported,
         cached_features=out.cached,
         seconds=out.seconds,
@@ -210,7 +239,8 @@ def write_sidecars(out: PhotoOutput, options: BatchOptions, writer: Callable[...
     """Write the suggestion to the requested sidecars; what was done, per target, for the catalog and output.
 
     ``files`` records each sidecar's (size, mtime) after writing, so that a re-run notices when the user (or
-    their editor) changed one since. Raises PicError when a target failed (the file counts as failed).
+    their editor) changed one since. Raises SidecarWriteError when a target failed (the file counts as failed);
+    it carries what the other targets did.
     ``writer``: ``sidecars.write_suggestion`` (default) or a stand-in with its signature (the watcher's tests).
     """
     from pic_plugin.editors.sidecars import write_suggestion
@@ -235,5 +265,7 @@ def write_sidecars(out: PhotoOutput, options: BatchOptions, writer: Callable[...
     if notes:
         info["notes"] = notes
     if report.errors:
-        raise PicError("; ".join(f"{target}: {message}" for target, message in report.errors.items()))
+        statuses = {t: r.status for t, r in report.results.items()}
+        lasting = all(r.lasting for r in report.results.values() if r.status == "error")
+        raise SidecarWriteError(failure_message(report.errors, statuses), info, lasting)
     return info

@@ -11,7 +11,6 @@ shared cache (``thumbnails.py``), so a report after a review decodes nothing aga
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from pic_plugin.core import jsontext
 from pic_plugin.core.atomic import atomic_path, write_bytes_atomic
 from pic_plugin.core.errors import PicError
 from pic_plugin.core.geometry import Box, pixel_words
@@ -145,7 +145,7 @@ def write_report(
                          f'<span class="error">{_esc(str(exc))}</span></figcaption></figure>')
             continue
         cards.append(_card(item, name, shots, base.size))
-        lines.append(json.dumps(_json_line(item, out_dir), ensure_ascii=False))
+        lines.append(jsontext.dumps(_json_line(item, out_dir)))
     doc = (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

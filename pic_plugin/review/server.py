@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from pic_plugin.core import jsontext
 from pic_plugin.core.errors import PicError
 from pic_plugin.imaging.thumbnails import GRID_SIZE, PREVIEW_SIZE, ThumbnailCache
 from pic_plugin.review.session import ReviewError, ReviewSession
@@ -332,7 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- responses ---
 
     def _json(self, data: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = jsontext.dumps(data, separators=(",", ":")).encode("utf-8")
         self._send(status, body, "application/json; charset=utf-8")
 
     def _error(self, status: HTTPStatus, message: str) -> None:

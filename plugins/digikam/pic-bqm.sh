@@ -2,10 +2,12 @@
 #
 # Edit the settings below. digiKam replaces the two placeholders at the end (dollar sign + INPUT / OUTPUT) with
 # the double-quoted paths everywhere in this text - comments included, so never write them anywhere else - and
-# runs it with /bin/sh -c (Linux, macOS). They sit in a QUOTED here-document, whose body the shell never expands:
-# a file name containing a double or single quote, a dollar sign, a backtick, a backslash or a newline reaches pic
-# unchanged (on a command line the shell would expand them before pic starts). pic reads the two lines from its
-# standard input. The only name that breaks this is one holding a line that reads exactly  PIC_BQM_PATHS_END
+# runs it with /bin/sh -c (Linux, macOS). They sit at the very end, after the script has exited: on Linux pic reads
+# them from this script's own text (/proc/PID/cmdline of the shell, --bqm-script-of), and the shell, which stops
+# at the exit, never parses them, so no file name can run as code (quotes, dollar signs, backticks, backslashes,
+# newlines and all). Elsewhere (no /proc) they are a QUOTED here-document, whose body the shell does not expand,
+# read by pic from its standard input; there a name holding a line that reads exactly the here-document's end word
+# would still end it early. A name containing the text dollar sign + OUTPUT fails: digiKam replaces it too.
 #
 # MODE=crop      the queue writes pic's crop of each image (exact RATIO), keeping quality, ICC profile and EXIF
 # MODE=metadata  the pixels stay as they are; the image's sidecar gets the tag pic/suggested and pic's crop
@@ -30,9 +32,11 @@ if ! is_pic "$PIC"; then
   [ -n "$FOUND" ] || { echo "pic-bqm.sh: pic (the crop tool) not found: not at $PIC nor on PATH (groff's pic is another program). Install pic or set PIC= at the top of the script." >&2; exit 127; }
   PIC=$FOUND
 fi
-set -- crop-file --bqm-paths - --ratio "$RATIO" --mode "$MODE" --sidecar-name "$SIDECAR" --timeout "$TIMEOUT"
+set -- crop-file --ratio "$RATIO" --mode "$MODE" --sidecar-name "$SIDECAR" --timeout "$TIMEOUT"
 [ -n "$PIC_USER" ] && set -- "$@" --user "$PIC_USER"
-"$PIC" "$@" <<'PIC_BQM_PATHS_END'
+if [ -r "/proc/$$/cmdline" ]; then "$PIC" "$@" --bqm-script-of "$$"; exit $?; fi
+"$PIC" "$@" --bqm-paths - <<'PIC_BQM_PATHS_END'
 $INPUT
 $OUTPUT
 PIC_BQM_PATHS_END
+exit $?

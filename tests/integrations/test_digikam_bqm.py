@@ -149,7 +149,64 @@ def test_placeholders_only_inside_the_here_document() -> None:
     text = SCRIPT.read_text()
     assert text.count("$INPUT") == 1 and text.count("$OUTPUT") == 1
     body = text.split("<<'PIC_BQM_PATHS_END'\n", 1)[1]
-    assert body == "$INPUT\n$OUTPUT\nPIC_BQM_PATHS_END\n"
+    assert body == "$INPUT\n$OUTPUT\nPIC_BQM_PATHS_END\nexit $?\n"
+    # on Linux the shell exits before it reaches them (pic reads them from /proc/$$/cmdline)
+    before = text.split("<<'PIC_BQM_PATHS_END'\n", 1)[0].splitlines()
+    assert 'if [ -r "/proc/$$/cmdline" ]; then "$PIC" "$@" --bqm-script-of "$$"; exit $?; fi' in before
+
+
+#: Issue 15.10: names that used to end the here-document (or would end any shell text) and run what follows.
+INJECTING = [
+    "a\nPIC_BQM_PATHS_END\ntouch pwned-term\n.jpg",
+    "b\nPIC_BQM_PATHS_END\nexit 0\ntouch pwned-exit\n.jpg",
+    "c\nPIC_BQM_PATHS_END\n$(touch pwned-sub) `touch pwned-tick`\n.jpg",
+    "d\nexit\n\"; touch pwned-quote; \".jpg",
+]
+
+
+@pytest.mark.parametrize("name", INJECTING, ids=["terminator", "terminator-exit", "substitutions", "exit-quote"])
+def test_no_file_name_runs_as_shell_code(bqm, name: str) -> None:
+    (bqm["album"] / name).write_bytes((bqm["album"] / HOSTILE[0]).read_bytes())
+    out = bqm["work"] / "BatchTool-out.jpg"
+    proc, _ = bqm["run"](name)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+    assert not list(bqm["tmp"].rglob("pwned*")), "a file name was executed as a command"
+    (bqm["album"] / name).unlink()
+
+
+def test_without_proc_the_here_document_is_the_fallback(bqm) -> None:
+    """Where /proc is missing (macOS) the script takes today's here-document form: names with quotes, dollars and
+    backticks still reach pic unchanged (only a line equal to the end word is a limit there)."""
+    script = SCRIPT.read_text().replace('"/proc/$$/cmdline"', '"/nonexistent/$$/cmdline"')
+    out = bqm["work"] / "fallback.jpg"
+    proc, _ = bqm_run(script, bqm["album"] / HOSTILE[0], out, bqm["tmp"] / "home", bqm["work"],
+                      PIC_CATALOG=str(bqm["tmp"] / "c.db"))
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+
+
+def test_a_name_holding_the_output_placeholder_fails_clearly(bqm) -> None:
+    name = "holiday $OUTPUT copy.jpg"
+    (bqm["album"] / name).write_bytes((bqm["album"] / HOSTILE[0]).read_bytes())
+    out = bqm["work"] / "BatchTool-out.jpg"
+    out.unlink(missing_ok=True)
+    proc, _ = bqm["run"](name)
+    assert proc.returncode == 1, proc.stderr
+    assert "contains the text $OUTPUT" in proc.stderr and "rename the file" in proc.stderr
+    assert not out.exists()
+    (bqm["album"] / name).unlink()
+
+
+def test_bqm_script_of_only_reads_its_own_shell(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pic_cli.main import cli
+
+    # pic's own process (CliRunner runs in this one) is no ancestor of pic: its command line is never read
+    result = CliRunner().invoke(cli, ["crop-file", "--bqm-script-of", str(os.getpid()),
+                                      "--catalog", str(tmp_path / "c.db")])
+    assert result.exit_code == 2 and "not the shell that runs pic" in result.output
 
 
 def test_naive_script_line_is_what_the_here_document_avoids(tmp_path: Path) -> None:

@@ -130,3 +130,24 @@ def test_a_crop_darktable_removed_from_the_sidecar_is_not_appended_again(tmp_pat
     assert "lost pic's crop in darktable" in out, out
     batch(str(tmp_path / "a.jpg"), "--catalog", cat, "--darktable-library", "none", "--force", "--refresh")
     assert crop_entries(sidecar) == 1  # --force puts it back
+
+
+@pytest.mark.parametrize("loaded", [False, True], ids=["never-loaded", "loaded-in-darkroom"])
+def test_a_lightroom_crop_darktable_will_import_is_kept_for_an_imported_photo(library, tmp_path: Path,
+                                                                               loaded: bool) -> None:
+    """Issue 15.7: darktable imports IMG.xmp's crop on the photo's first darkroom load (images.flags without
+    DT_IMAGE_AUTO_PRESETS_APPLIED); pic's crop applied by the plugin before that would be cropped again."""
+    from tests.editors.test_sidecars_lightroom_import import lightroom_xmp
+
+    photos, db = library
+    con = sqlite3.connect(db)
+    with con:
+        op = "|" if loaded else "& ~"
+        con.execute(f"UPDATE images SET flags = flags {op} 512 WHERE filename = 'fresh.jpg'")
+    con.close()
+    (photos / "fresh.xmp").write_text(lightroom_xmp())
+    result = CliRunner().invoke(cli, ["batch", str(photos / "fresh.jpg"), "--ratio", "4:5", "-j", "1", "--json",
+                                      "--catalog", str(tmp_path / "cat.db"), "--darktable-library", str(db)],
+                                catch_exceptions=False)
+    row = json.loads(result.stdout.splitlines()[0])
+    assert row["written"]["darktable_library"] == ("pending" if loaded else "kept-user-crop"), row

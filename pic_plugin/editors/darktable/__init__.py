@@ -22,7 +22,7 @@ from pic_plugin.editors.darktable.params import (
     encode_params,
 )
 from pic_plugin.editors.darktable.read import DarktableCrop, read_crop
-from pic_plugin.editors.darktable.write import DarktableWrite, OwnEntry, write_crop
+from pic_plugin.editors.darktable.write import DarktableWrite, OwnEntry, drop_own_entry, write_crop
 
 __all__ = [
     "BITS_TO_EXIF",
@@ -40,6 +40,7 @@ __all__ = [
     "crop_ratio_lock",
     "decode_params",
     "displayed_to_frame",
+    "drop_own_entry",
     "duplicate_sidecars",
     "encode_params",
     "frame_orientation",

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from pic_plugin.editors.databases import connect_readonly, require_tables, text_or_none
 
+#: ``DT_IMAGE_AUTO_PRESETS_APPLIED`` in ``images.flags`` (src/common/image.h).
+AUTO_PRESETS_APPLIED = 1 << 9
+
 
 @dataclass(frozen=True)
 class DarktableImage:
@@ -22,6 +25,9 @@ class DarktableImage:
     history_end: int
     width: int | None
     height: int | None
+    #: darktable's DT_IMAGE_AUTO_PRESETS_APPLIED flag: it has loaded the photo in the darkroom (and so has read, or
+    #: will never read, a Lightroom ``IMG.xmp``); None when the library has no ``flags`` column.
+    auto_presets_applied: bool | None = None
 
     @property
     def path(self) -> Path:
@@ -56,6 +62,7 @@ class DarktableLibrary:
         require_tables(self.conn, os.fsdecode(self.path), self.TABLES, "darktable library")
         cols = {r[1] for r in self.conn.execute("PRAGMA table_info(images)")}
         self._has_orientation = "orientation" in cols
+        self._has_flags = "flags" in cols
         self._has_module_order = bool(
             self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='module_order'").fetchone()
         )
@@ -71,14 +78,16 @@ class DarktableLibrary:
 
     def images(self) -> Iterator[DarktableImage]:
         orient = "i.orientation" if self._has_orientation else "NULL"
+        flags = "i.flags" if self._has_flags else "NULL"
         sql = (
-            f"SELECT i.id, f.folder, i.filename, i.version, {orient}, i.history_end, i.width, i.height"
+            f"SELECT i.id, f.folder, i.filename, i.version, {orient}, i.history_end, i.width, i.height, {flags}"
             " FROM images i JOIN film_rolls f ON f.id = i.film_id ORDER BY f.folder, i.filename, i.version"
         )
-        for iid, folder, filename, version, orientation, end, w, h in self.conn.execute(sql):
+        for iid, folder, filename, version, orientation, end, w, h, fl in self.conn.execute(sql):
             yield DarktableImage(
                 id=int(iid), folder=text_or_none(folder) or "", filename=text_or_none(filename) or "",
                 version=int(version or 0), orientation=orientation, history_end=int(end or 0), width=w, height=h,
+                auto_presets_applied=bool(int(fl) & AUTO_PRESETS_APPLIED) if isinstance(fl, int) else None,
             )
 
     def history(self, image_id: int) -> list[DarktableEntry]:

@@ -25,7 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pic_plugin.core.errors import SidecarError
+from pic_plugin.core.errors import SidecarError, UnsupportedSidecarError
 from pic_plugin.core.geometry import Box
 from pic_plugin.editors.darktable.frames import (
     clipping_output_box,
@@ -74,7 +74,7 @@ class OwnEntry:
 
 @dataclass
 class DarktableWrite:
-    status: Literal["written", "unchanged", "kept-user-crop", "removed"]
+    status: Literal["written", "unchanged", "kept-user-crop", "removed", "skipped"]
     num: int | None = None
     params_text: str | None = None
     enabled: bool = True
@@ -105,19 +105,19 @@ def init_document(doc: XmpDocument, image_name: str | None) -> None:
 
 def _validate_for_write(doc: XmpDocument, hist: DarktableHistory) -> None:
     if hist.xmp_version is None:
-        raise SidecarError("darktable history without darktable:xmp_version: darktable could not read it, "
+        raise UnsupportedSidecarError("darktable history without darktable:xmp_version: darktable could not read it, "
                            "pic does not append to it")
     if hist.xmp_version not in WRITABLE_XMP_VERSIONS:
-        raise SidecarError(f"darktable:xmp_version {hist.xmp_version} is not supported "
+        raise UnsupportedSidecarError(f"darktable:xmp_version {hist.xmp_version} is not supported "
                            f"(pic appends only to versions {sorted(WRITABLE_XMP_VERSIONS)}, darktable 3.0 and later)")
     desc = doc.description_for(NS_DT)
     prefix = desc.lookup_prefix(NS_DT)
     if prefix not in (None, "darktable"):
-        raise SidecarError(f"darktable's namespace is bound to prefix {prefix!r}, not 'darktable' "
+        raise UnsupportedSidecarError(f"darktable's namespace is bound to prefix {prefix!r}, not 'darktable' "
                            "(darktable itself recognises only the literal xmlns:darktable declaration)")
     for e in hist.entries:
         if e.problem is not None:
-            raise SidecarError(f"darktable history entry #{e.index + 1} is broken ({e.problem}); pic does not touch it")
+            raise UnsupportedSidecarError(f"darktable history entry #{e.index + 1} is broken ({e.problem}); pic does not touch it")
 
 
 def _pixel_exact(value_lo: float, value_hi: float, extent: float) -> tuple[float, float]:
@@ -225,6 +225,26 @@ def _same_params(text: str, blob: bytes) -> bool:
         return decode_params(text) == blob
     except SidecarError:
         return False
+
+
+def drop_own_entry(doc: XmpDocument, own: OwnEntry) -> bool:
+    """Take pic's own crop entry out of the history when it is the last entry (nothing built on it); True if it was.
+
+    For a photo darktable has not loaded yet, whose crop must come from elsewhere (a Lightroom crop it imports)."""
+    hist = read_history(doc)
+    if hist is None or not hist.entries:
+        return False
+    last = max(hist.entries, key=lambda e: e.num if e.num is not None else -1)
+    if last.num != hist.end - 1 or not own.matches(last):
+        return False
+    container = doc.array_container(NS_DT, "history")
+    if container is None:
+        return False
+    container.remove_child(last.item.node)
+    doc.set(NS_DT, "history_end", str(hist.end - 1))
+    for key in HASH_KEYS:
+        doc.remove(NS_DT, key)
+    return True
 
 
 def write_crop(
