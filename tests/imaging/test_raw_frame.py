@@ -246,3 +246,20 @@ def test_darktable_renders_fixed_ratio_suggestions_at_the_exact_ratio(
             w, h = im.size
         # Within one pixel of the exact ratio, whichever side darktable rounded.
         assert abs(w - h * a / b) <= 1.0 or abs(h - w * b / a) <= 1.0, (name, ratio, w, h)
+
+
+@pytest.mark.shared
+def test_features_cached_in_the_previews_frame_are_recomputed(shared_data: Path) -> None:
+    """A catalog filled before this rule holds RAW features with the preview's size: they are not reused."""
+    import dataclasses
+
+    from pic_plugin.analysis.features import ImageAnalysis
+    from pic_plugin.library.analyze import analyze_file
+
+    dng = shared_data / "raw-samples/google_pixel7_portrait.dng"
+    fresh = analyze_file(dng, fast=True)
+    assert not fresh.cached and fresh.analysis.size == (366, 494) and fresh.new_features is not None
+    assert analyze_file(dng, cached=fresh.new_features, fast=True).cached
+    old = dataclasses.replace(ImageAnalysis.from_bytes(fresh.new_features), size=(382, 510))
+    again = analyze_file(dng, cached=old.to_bytes(), fast=True)
+    assert not again.cached and again.analysis.size == (366, 494)
