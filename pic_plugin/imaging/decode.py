@@ -2,8 +2,9 @@
 
 JPEGs decode at reduced size (libjpeg DCT scaling through Pillow's ``draft``), which is most of pic's speed.
 PNG/TIFF decode fully. Camera RAW files use the embedded JPEG preview through rawpy (LibRaw) and fall back
-to a half-size demosaic when there is no usable preview. Every result is in the *displayed* frame: the EXIF
-orientation (or LibRaw's flip for RAW) is applied, and ``size`` is the full displayed size in pixels.
+to a half-size demosaic when there is no usable preview; either is cut to the frame the editors render
+(``raw_frame.py``), whose size is ``size``. Every result is in the *displayed* frame: the EXIF orientation (or
+LibRaw's flip for RAW) is applied, and ``size`` is the full displayed size in pixels.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pic_plugin.core.orientation import (
     normalize_orientation,
     read_exif_orientation,
 )
+from pic_plugin.imaging.raw_frame import RawFrame, camera_id, fit_to_frame, preview_extent, read_frame
 
 JPEG_EXTS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif"})
 PNG_EXTS = frozenset({".png"})
@@ -244,32 +246,50 @@ def _decode_raw(path: Path, long_side: int, oversize: float) -> DecodedImage:
     try:
         raw = rawpy.imread(str(path))
     except rawpy.LibRawError as exc:
-        raise DecodeError(f"RAW file not supported or corrupt ({_libraw_msg(exc)})") from exc
+        raise DecodeError(_raw_failure(path, f"RAW file not supported or corrupt ({_libraw_msg(exc)})")) from exc
     with raw:
-        sizes = raw.sizes
-        orientation = LIBRAW_FLIP_TO_EXIF.get(int(sizes.flip), 1)
-        stored = (int(sizes.width), int(sizes.height))
-        _check_pixels(stored)
-        preview = _raw_preview(raw)
-        if preview is not None and max(preview.size) >= min(MIN_PREVIEW_LONG_SIDE, max(stored)):
-            small = apply_orientation(_resize_long_side(_to_rgb(preview), long_side, oversize), orientation)
-            method = "raw preview"
+        orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
+        # The editors' frame (DNG DefaultCrop, darktable's camera crop, ...), not the preview's: see raw_frame.py.
+        frame = read_frame(path, raw, orientation)
+        _check_pixels(frame.stored_size)
+        preview, preview_size = _raw_preview(raw)
+        if preview is not None and max(preview_size) >= min(MIN_PREVIEW_LONG_SIDE, max(frame.stored_size)):
+            extent_name, extent = preview_extent(frame, preview_size)
+            stored = fit_to_frame(_to_rgb(preview), extent, frame.frame)
+            method = "raw preview" if extent_name == "frame" else f"raw preview ({extent_name} cut to the frame)"
         else:
-            # No usable preview: demosaic at half size. LibRaw applies the flip itself here.
+            # No usable preview: demosaic at half size, unrotated (user_flip=0) so that it can be cut to the frame.
             try:
-                rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+                rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)
             except rawpy.LibRawError as exc:
-                raise DecodeError(f"RAW file has no preview and LibRaw cannot decode it ({_libraw_msg(exc)})") from exc
-            small = _resize_long_side(Image.fromarray(rgb), long_side, oversize)
+                reason = f"RAW file has no preview and LibRaw cannot decode it ({_libraw_msg(exc)})"
+                raise DecodeError(_raw_failure(path, reason)) from exc
+            stored = fit_to_frame(Image.fromarray(rgb), frame.visible, frame.frame)
             method = "raw half-size"
+        small = apply_orientation(_resize_long_side(stored, long_side, oversize), orientation)
     return DecodedImage(
         path=path,
         pixels=np.asarray(small, dtype=np.uint8).copy(),
-        size=displayed_size(stored, orientation),
+        size=frame.size,
         orientation=orientation,
         format="raw",
         method=method,
     )
+
+
+def _raw_failure(path: Path, reason: str) -> str:
+    """``reason``, with what to do for GoPro's GPR (a DNG whose raw data is VC-5 compressed, without a preview)."""
+    if path.suffix.lower() == ".gpr" or "GoPro" in camera_id(path)[0]:
+        return (f"GoPro GPR: its raw data is VC-5 compressed, which the LibRaw in pic (rawpy {_rawpy_version()}) "
+                "cannot decode, and the file has no embedded preview; darktable opens it, or convert it to DNG "
+                f"first (GoPro's gpr_tools -i FILE.GPR -o FILE.DNG). LibRaw: {reason}")
+    return reason
+
+
+def _rawpy_version() -> str:
+    import rawpy
+
+    return str(getattr(rawpy, "__version__", "?"))
 
 
 def raw_orientation(path: str | Path) -> int:
@@ -283,29 +303,43 @@ def raw_orientation(path: str | Path) -> int:
         return 1
 
 
+def raw_frame(path: str | Path) -> RawFrame | None:
+    """The editors' frame of a RAW file from its metadata (no pixels decoded); None if LibRaw cannot read it."""
+    import rawpy
+
+    try:
+        with rawpy.imread(str(path)) as raw:
+            return read_frame(path, raw, LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1))
+    except Exception:  # unreadable RAW: decode() reports the real error
+        return None
+
+
 def _libraw_msg(exc: Exception) -> str:
     msg = exc.args[0] if exc.args else type(exc).__name__
     return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
 
 
-def _raw_preview(raw: object) -> Image.Image | None:
+def _raw_preview(raw: object) -> tuple[Image.Image | None, tuple[int, int]]:
+    """The embedded preview (reduced for analysis) and its size as stored, which tells the extent it covers."""
     import rawpy
 
     try:
         thumb = raw.extract_thumb()  # type: ignore[attr-defined]
     except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError, rawpy.LibRawError):
-        return None
+        return None, (0, 0)
     try:
         if thumb.format == rawpy.ThumbFormat.JPEG:
             img = Image.open(io.BytesIO(thumb.data))
+            size = img.size
             img.draft("RGB", (ANALYSIS_LONG_SIDE, ANALYSIS_LONG_SIDE))
             img.load()
-            return img
+            return img, size
         if thumb.format == rawpy.ThumbFormat.BITMAP:
-            return Image.fromarray(thumb.data)
+            img = Image.fromarray(thumb.data)
+            return img, img.size
     except Exception:  # a broken preview is not fatal: fall back to demosaicing
-        return None
-    return None
+        return None, (0, 0)
+    return None, (0, 0)
 
 
 def open_full(path: str | Path) -> Image.Image:
@@ -319,8 +353,11 @@ def open_full(path: str | Path) -> Image.Image:
             import rawpy
 
             with rawpy.imread(str(path)) as raw:
-                rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
-            return Image.fromarray(rgb)
+                orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
+                frame = read_frame(path, raw, orientation)
+                rgb = raw.postprocess(use_camera_wb=True, output_bps=8, user_flip=0)
+            # The same frame as the analysis and the editors, so exported crops match the sidecars'.
+            return apply_orientation(fit_to_frame(Image.fromarray(rgb), frame.visible, frame.frame), orientation)
         img = Image.open(path)
         _check_pixels(img.size)
         orientation = read_exif_orientation(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 from pic_plugin.analysis import extract, features
 from pic_plugin.analysis.features import ImageAnalysis
 from pic_plugin.core.orientation import read_exif_orientation
-from pic_plugin.imaging.decode import decode, image_format, raw_orientation
+from pic_plugin.imaging.decode import decode, image_format, raw_frame, raw_orientation
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.scan import content_key
 
@@ -42,8 +42,12 @@ def analyze_file(path: Path, cached: bytes | None = None, key: str | None = None
         try:
             analysis = ImageAnalysis.from_bytes(cached)
             if analysis.version == features.FEATURE_VERSION or (fast and analysis.version == features.FAST_FEATURE_VERSION):
-                orientation = raw_orientation(path) if fmt == "raw" else read_exif_orientation(path)
-                return FileAnalysis(path, key, analysis, orientation, fmt, cached=True)
+                if fmt != "raw":
+                    return FileAnalysis(path, key, analysis, read_exif_orientation(path), fmt, cached=True)
+                # Features cached before pic used the editors' RAW frame have the preview's size: recompute those.
+                frame = raw_frame(path)
+                if frame is None or tuple(analysis.size) == frame.size:
+                    return FileAnalysis(path, key, analysis, raw_orientation(path), fmt, cached=True)
         except (ValueError, KeyError, OSError):
             pass  # a damaged cache entry is recomputed
     decoded = decode(path, oversize=1.5)
