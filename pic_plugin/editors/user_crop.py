@@ -11,6 +11,10 @@ writers, but does **not** record it as pic's:
   reports the entry with ``is_pic_suggestion=False`` and later ``pic batch`` runs keep it ("kept-user-crop").
 * crs (``IMG.xmp``): the crop is set and pic's ``pic:CrsCrop`` marker is removed, for the same reason.
 * pic: with no darktable target, only the record's state changes; no record is created for a crop the user made.
+* A Lightroom crop in ``IMG.xmp`` that darktable imports on the photo's first darkroom load (the batch's rule,
+  ``sidecars._crop_darktable_imports``): no darktable entry is added (darktable would crop twice) and pic's own
+  earlier entry is taken out; darktable's result is ``skipped`` with the reason, pic's record is still marked
+  ``accepted``, and the review page records the decision in the catalog as usual.
 
 A crop the user made in another program is replaced only with ``force`` (the review page asks first).
 """
@@ -27,9 +31,11 @@ from pic_plugin.core.orientation import normalize_orientation
 from pic_plugin.editors import crs, darktable, picns
 from pic_plugin.editors.darktable import DarktableWrite
 from pic_plugin.editors.sidecars import (
+    ImportedCrop,
     TargetResult,
     WriteReport,
     _checked_targets,
+    _crop_darktable_imports,
     _image_name,
     _message,
     _report_editor_sidecar,
@@ -89,7 +95,15 @@ def write_user_crop(
             record = picns.read_record(doc)
             dt: DarktableWrite | None = None
             changed = False
-            if "darktable" in wanted:
+            imported = _crop_darktable_imports(image, doc) if "darktable" in wanted else None
+            if imported is not None:
+                # darktable applies the Lightroom crop itself on the first darkroom load: an entry would crop twice
+                own = record.darktable if record is not None else None
+                changed = own is not None and darktable.drop_own_entry(doc, own)
+                dt = _left_to_lightroom_crop(imported, crs_written="crs" in report.results and
+                                             report.results["crs"].status in ("written", "unchanged"),
+                                             dropped_own=changed)
+            elif "darktable" in wanted:
                 dt = darktable.write_crop(
                     doc, crop, orientation, mode="apply", force=force,
                     own=record.darktable if record is not None else None, size=size, image_name=_image_name(image),
@@ -113,6 +127,21 @@ def write_user_crop(
         except (SidecarError, OSError) as exc:
             _report_editor_sidecar_error(report, path, wanted, exc)
     return report
+
+
+def _left_to_lightroom_crop(imported: ImportedCrop, crs_written: bool, dropped_own: bool) -> DarktableWrite:
+    """darktable's result when it will import the crop of ``IMG.xmp``: no entry, and why (for the review page)."""
+    name = imported.path.name
+    if crs_written:
+        notes = [f"darktable takes this crop from {name} on the photo's first darkroom load: no darktable crop "
+                 "entry (it would crop twice)"]
+    else:
+        notes = [f"not written: your Lightroom crop in {name} stays, and darktable applies it on the photo's first "
+                 "darkroom load, so a darktable crop entry would crop twice; your choice is recorded in pic's "
+                 "catalog (add the crs target to write it into the Lightroom sidecar)"]
+    if dropped_own:
+        notes.append("pic's earlier darktable crop entry was taken out")
+    return DarktableWrite("skipped", notes=notes)
 
 
 def _drop_crs_marker(doc: XmpDocument) -> bool:

@@ -380,7 +380,9 @@ class ReviewSession:
         size = (int(rec.width), int(rec.height)) if rec.width and rec.height else None
         report = write_user_crop(image, crop, orientation, targets=self.options.targets, size=size, force=True)
         self._finish_write(entry, report)
-        return self._record_decision(entry, rec, sugg, status, crop, weight, detail)
+        out = self._record_decision(entry, rec, sugg, status, crop, weight, detail)
+        out["written"] = _written_summary(report)
+        return out
 
     def _foreign_crops(self, rec: ImageRecord, image: Path, orientation: int) -> list[str]:
         """Sources of crops in the sidecars that neither pic nor this review wrote."""
@@ -427,6 +429,15 @@ class ReviewSession:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _written_summary(report: Any) -> dict[str, Any]:
+    """Which sidecar targets a decision wrote, and why the others were not (darktable beside a Lightroom crop it
+    imports itself), for the page to say."""
+    targets = {t: {"status": r.status, "message": r.message} for t, r in report.results.items()}
+    written = [t for t, r in report.results.items() if r.status in ("written", "unchanged")]
+    notes = [f"{t}: {r.message}" for t, r in report.results.items() if r.status == "skipped" and r.message]
+    return {"targets": targets, "written": written, "notes": notes}
 
 
 def _find_crops(image: Path, orientation: int) -> list[Any]:

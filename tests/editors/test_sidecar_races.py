@@ -153,3 +153,79 @@ def test_stress_no_editor_save_is_lost(tmp_path: Path, mode: str) -> None:
         assert counter(sidecars.darktable.sidecar_path(image).read_bytes()) == editor["last"][
             str(sidecars.darktable.sidecar_path(image))]
     assert [n for n in _leftovers(tmp_path) if not n.startswith(".ed-")] == []
+
+
+# --- an editor that opens the file for writing in the swap window (README "Reliability": the lease) ------------
+
+#: An editor that opens the sidecar for writing, and writes only when told (an open leaves no trace on disk).
+_OPEN_THEN_WRITE = r"""
+import os, sys
+print("opening", flush=True)
+fd = os.open(sys.argv[1], os.O_WRONLY)
+print("opened", flush=True)
+sys.stdin.readline()
+data = sys.argv[2].encode()
+os.write(fd, data)
+os.ftruncate(fd, len(data))
+os.close(fd)
+"""
+
+
+def _lease_breaking() -> bool:
+    try:
+        with open("/proc/locks") as fh:
+            return any("LEASE" in line and "BREAKING" in line and f" {os.getpid()} " in line for line in fh)
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="leases and renameat2 are Linux's")
+def test_editor_opening_the_file_for_writing_in_the_swap_window_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import select
+
+    path = tmp_path / "IMG.jpg.xmp"
+    path.write_bytes(b"<x:xmpmeta>original</x:xmpmeta>")
+    _, stamp = xmp_files.read_bytes(path)
+    real_exchange = xmp_files.exchange
+    editor: list[subprocess.Popen[str]] = []
+
+    def exchange_then_editor_opens(a: Path, b: Path) -> bool:
+        ok = real_exchange(a, b)
+        if not editor:
+            # ``a`` now holds the file that was at ``b``: the editor opens that one, as an editor that looked the
+            # name up just before the swap does.
+            proc = subprocess.Popen([sys.executable, "-c", _OPEN_THEN_WRITE, str(a), "editor's save"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            editor.append(proc)
+            assert proc.stdout is not None and proc.stdout.readline() == "opening\n"
+            deadline = time.monotonic() + 10
+            # until its open is waiting on pic's lease (or, without a lease, has gone through)
+            while time.monotonic() < deadline and not _lease_breaking():
+                if select.select([proc.stdout], [], [], 0.05)[0]:
+                    break
+        return ok
+
+    monkeypatch.setattr(xmp_files, "exchange", exchange_then_editor_opens)
+    try:
+        with pytest.raises(ConcurrentChangeError, match="opened it for writing"):
+            write_sidecar_atomic(path, b"<x:xmpmeta>pic's</x:xmpmeta>", stamp)
+        (proc,) = editor
+        assert proc.stdout is not None and proc.stdout.readline() == "opened\n"  # pic let go of the lease
+        proc.communicate("go\n", timeout=30)
+    finally:
+        for p in editor:
+            if p.poll() is None:
+                p.kill()
+    assert path.read_bytes() == b"editor's save"  # the editor's write landed in the file at the sidecar's name
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_file_open_for_writing_elsewhere_gets_no_lease_and_is_still_written(tmp_path: Path) -> None:
+    path = tmp_path / "IMG.jpg.xmp"
+    path.write_bytes(b"<x:xmpmeta>original</x:xmpmeta>")
+    _, stamp = xmp_files.read_bytes(path)
+    with open(path, "ab"):  # an editor keeping it open for writing: the kernel refuses the lease (EAGAIN)
+        assert xmp_files._Lease(path).fd is None
+        write_sidecar_atomic(path, b"<x:xmpmeta>pic's</x:xmpmeta>", stamp)
+    assert path.read_bytes() == b"<x:xmpmeta>pic's</x:xmpmeta>"

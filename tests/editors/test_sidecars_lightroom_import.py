@@ -161,3 +161,48 @@ def test_darktable_renders_the_lightroom_crop_not_a_crop_of_it(tmp_path: Path, d
     img = photo(tmp_path / "pic", lightroom_xmp())
     assert write_suggestion(img, suggestion(), 1).status("darktable") == "kept-user-crop"
     assert render(img, darktable.sidecar_path(img)) == lr_only  # was 215 x 191: PIC_CROP of the Lightroom crop
+
+
+# --- the review page's accepted crop (write_user_crop) follows the same rule ---------------------------------------
+
+
+def test_an_accepted_crop_beside_an_imported_lightroom_crop_adds_no_darktable_entry(tmp_path: Path) -> None:
+    from pic_plugin.editors.user_crop import write_user_crop
+
+    img = photo(tmp_path)
+    assert write_suggestion(img, suggestion(), 1).status("darktable") == "written"  # pic's entry, before Lightroom
+    (tmp_path / "IMG.xmp").write_text(lightroom_xmp())
+    lr_before = (tmp_path / "IMG.xmp").read_bytes()
+    report = write_user_crop(img, PIC_CROP, 1, size=SIZE, force=True)  # as the review page writes it
+    dt = report.results["darktable"]
+    assert report.ok and dt.status == "skipped"
+    assert "Lightroom crop in IMG.xmp" in dt.message and "crop twice" in dt.message and "taken out" in dt.message
+    assert crop_entries(img) == []  # neither pic's old entry nor the accepted crop: darktable would crop twice
+    rec = read_record(parse_xmp(darktable.sidecar_path(img).read_bytes()))
+    assert rec is not None and rec.state == "accepted" and rec.darktable is None  # the decision stays recorded
+    assert report.status("pic") == "written"
+    assert (tmp_path / "IMG.xmp").read_bytes() == lr_before
+
+
+def test_an_accepted_crop_written_to_crs_is_not_doubled_by_a_darktable_entry(tmp_path: Path) -> None:
+    from pic_plugin.editors.user_crop import write_user_crop
+
+    img = photo(tmp_path, lightroom_xmp())
+    report = write_user_crop(img, PIC_CROP, 1, targets=("pic", "darktable", "crs"), size=SIZE, force=True)
+    assert report.status("crs") == "written" and report.status("darktable") == "skipped"
+    assert "takes this crop from IMG.xmp" in report.results["darktable"].message
+    assert crop_entries(img) == []
+
+
+def test_an_accepted_crop_once_darktable_loaded_the_photo_is_a_darktable_entry(tmp_path: Path) -> None:
+    from pic_plugin.editors.user_crop import write_user_crop
+
+    img = photo(tmp_path, lightroom_xmp())
+    darktable.sidecar_path(img).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="5"'
+        ' darktable:raw_params="0" darktable:auto_presets_applied="1" darktable:history_end="0"'
+        ' darktable:iop_order_version="2"><darktable:history><rdf:Seq/></darktable:history>'
+        '</rdf:Description></rdf:RDF></x:xmpmeta>')
+    assert write_user_crop(img, PIC_CROP, 1, size=SIZE, force=True).status("darktable") == "written"
+    assert crop_entries(img) == ["crop"]

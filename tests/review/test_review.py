@@ -263,6 +263,29 @@ def test_a_crop_made_elsewhere_is_only_replaced_when_asked(env: Env) -> None:
     assert _near(_user_darktable_crops(image)[0], env.session.photo(pid)["crop"])
 
 
+def test_accepting_beside_a_lightroom_crop_darktable_imports_adds_no_darktable_crop(env: Env) -> None:
+    image = env.path("plain.jpg")
+    lr = image.with_suffix(".xmp")  # Lightroom's IMG.xmp, which darktable imports on the first darkroom load
+    lr.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/" crs:Version="15.0"'
+        ' crs:CropTop="0.1" crs:CropLeft="0.1" crs:CropBottom="0.9" crs:CropRight="0.7" crs:CropAngle="0"'
+        ' crs:HasCrop="True"/></rdf:RDF></x:xmpmeta>')
+    lr_before = lr.read_bytes()
+    pid = env.id_of("plain.jpg")
+    with pytest.raises(ReviewConflict, match="your own crop"):
+        env.session.accept(pid)
+    out = env.session.accept(pid, replace=True)
+    dt = out["written"]["targets"]["darktable"]
+    assert dt["status"] == "skipped" and "crop twice" in dt["message"] and "plain.xmp" in dt["message"]
+    assert "darktable" not in out["written"]["written"] and out["written"]["notes"]
+    assert not [f for f in find_crops(image, 1) if f.source == "darktable"]  # darktable would crop twice
+    assert lr.read_bytes() == lr_before
+    assert out["decision"]["decision"] == "accepted"  # the decision is recorded all the same
+    assert env.catalog.suggestion(pid, USER, "free")["status"] == "accepted"
+    assert env.catalog.user_crops(USER)
+
+
 def test_ratio_change_uses_cached_features(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_decode(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded although features are cached")

@@ -10,9 +10,13 @@ read-only sidecar is never replaced. A temp file is left behind only by a kill, 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
+import signal
 import stat
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -196,25 +200,89 @@ def write_sidecar_atomic(path: Path, data: bytes, expected: FileStamp) -> None:
     _fsync_dir(directory)
 
 
+class _Lease:
+    """A lease (``fcntl(F_SETLEASE)``, Linux) on the file about to be replaced, held for the swap.
+
+    An editor that opens the file for writing in the swap window writes nothing yet, so no stat or hash can see
+    it; but its ``open`` breaks the lease, and the kernel holds that ``open`` until pic lets go (at most
+    ``/proc/sys/fs/lease-break-time``; pic lets go within milliseconds). So pic can tell, and put the file back
+    where the editor's coming write belongs. A *read* lease (``F_RDLCK``) is the kind broken by exactly that (an
+    open for writing, or a truncate); a write lease would be broken by every reader (a thumbnailer, the watcher)
+    as well. Where the kernel refuses (not our file, open for writing elsewhere, a file system without leases:
+    EAGAIN / EACCES / EINVAL ...), there is no lease and the verification after the swap is all there is."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd: int | None = None
+        if not sys.platform.startswith("linux") or not hasattr(fcntl, "F_SETLEASE"):
+            return
+        # The break is signalled; SIGIO (the default) would end the process, SIGURG is ignored unless handled.
+        if signal.getsignal(signal.SIGURG) not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            return
+        try:
+            # O_NONBLOCK: another process's lease on it makes this open fail at once instead of waiting for it
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EINVAL, errno.EBUSY, errno.ENOLCK, errno.EPERM):
+                raise
+            return
+        self.fd = fd
+        self.ino = os.fstat(fd).st_ino
+
+    def broken(self) -> bool:
+        """Someone opened the leased file for writing (or truncated it) since the lease was taken."""
+        if self.fd is None:
+            return False
+        return fcntl.fcntl(self.fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK
+
+    def release(self) -> None:
+        """Let go: a waiting ``open`` proceeds."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self.fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+            os.close(self.fd)
+            self.fd = None
+
+
 def _replace_verified(tmp: Path, target: Path, expected: FileStamp, data: bytes) -> None:
     ours = os.stat(tmp).st_ino
-    if not exchange(tmp, target):
-        os.replace(tmp, target)  # no exchange here: the check just before is the only guard
-        return
-    # ``tmp`` now holds what was at ``target``. Until it is judged, pic's file stands where an editor's newer save
-    # may belong, so the first look is a stat (microseconds): any other inode, size or time is put back at once.
-    st = os.stat(tmp)
-    same = (st.st_size, st.st_mtime_ns) == (expected.size, expected.mtime_ns) and expected.ino in (None, st.st_ino)
-    if same and _content_is(tmp, expected.sha256, expected.size):
-        os.unlink(tmp)
-        try:
-            replaced = os.stat(target).st_ino != ours
-        except FileNotFoundError:
-            replaced = True
-        if replaced:  # an editor renamed its file over pic's right after: its version stands, pic's is gone
-            raise ConcurrentChangeError(f"{target}: an editor replaced it as pic wrote; retry")
-        return
-    _put_back(tmp, target, ours, data)
+    lease = _Lease(target)
+    try:
+        if lease.fd is not None and expected.ino not in (None, lease.ino):
+            lease.release()  # another file than the one pic read: the checks below answer
+        if lease.broken():  # an editor opened it for writing since pic's check: pic has swapped nothing yet
+            raise ConcurrentChangeError(f"{target}: an editor opened it for writing as pic prepared its update; "
+                                        "retry")
+        if not exchange(tmp, target):
+            os.replace(tmp, target)  # no exchange here: the check just before is the only guard
+            return
+        # ``tmp`` now holds what was at ``target``. Until it is judged, pic's file stands where an editor's newer
+        # save may belong, so the first look is a stat (microseconds): any other inode, size or time is put back.
+        st = os.stat(tmp)
+        same = (st.st_size, st.st_mtime_ns) == (expected.size, expected.mtime_ns) and expected.ino in (None, st.st_ino)
+        # An editor holding the file that came out open for writing would write into a deleted file: keep it.
+        opened = lease.fd is not None and lease.ino == st.st_ino and lease.broken()
+        if same and not opened and _content_is(tmp, expected.sha256, expected.size):
+            os.unlink(tmp)
+            lease.release()
+            try:
+                replaced = os.stat(target).st_ino != ours
+            except FileNotFoundError:
+                replaced = True
+            if replaced:  # an editor renamed its file over pic's right after: its version stands, pic's is gone
+                raise ConcurrentChangeError(f"{target}: an editor replaced it as pic wrote; retry")
+            return
+        _put_back(tmp, target, ours, data)
+    finally:
+        lease.release()  # after the put-back: the editor's write then lands in the file back at ``target``
+    if opened:
+        raise ConcurrentChangeError(f"{target}: an editor opened it for writing as pic replaced it; its file was "
+                                    "put back; retry")
     raise ConcurrentChangeError(f"{target}: changed on disk as pic replaced it (an editor wrote it); its version "
                                 "was put back; retry")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -42,7 +43,15 @@ from pic_plugin.imaging.decode import is_image_path
 from pic_plugin.library.catalog import Catalog
 from pic_plugin.library.harvest import APPROXIMATE_FACTOR, WEIGHT_ACCEPTED_SUGGESTION
 from pic_plugin.library.options import BatchOptions, SuggestOptions
-from pic_plugin.library.pipeline import PhotoJob, PhotoOutput, finish, process_file, result_json, write_sidecars
+from pic_plugin.library.pipeline import (
+    PhotoJob,
+    PhotoOutput,
+    SidecarWriteError,
+    finish,
+    process_file,
+    result_json,
+    write_sidecars,
+)
 from pic_plugin.library.scan import content_key, file_signature
 from pic_plugin.library.watch.events import Debouncer, EventRouter, OwnWrites, photos_for_sidecar
 from pic_plugin.library.watch.observers import WatchedRoot, dedupe_roots, filesystem_type, hidden_or_skipped
@@ -58,6 +67,8 @@ ACCEPTED_WEIGHT = WEIGHT_ACCEPTED_SUGGESTION
 _DIGIKAM_VERSION = re.compile(r"_v\d+$")
 #: A user crop this close to pic's suggestion counts as "accepted as is".
 SAME_CROP_IOU = 0.98
+#: Sidecars are hashed up to this size for the refusal signature (pic reads no larger XMP).
+MAX_SIDECAR_BYTES = 16 << 20
 Writer = Callable[..., Any]  # pic_plugin.editors.sidecars.write_suggestion
 #: (photo, on_error) -> the crops the user made that concern it (``harvest.collect_crops`` for one photo)
 CropCollector = Callable[[Path, Callable[[str, str], None]], list[Any]]
@@ -147,6 +158,20 @@ def _stamp(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [st.st_size, st.st_mtime_ns]
+
+
+def _signatures(photo: Path) -> dict[str, list[Any]]:
+    """(size, mtime_ns, SHA-256) of each of ``photo``'s sidecars that exists, by path."""
+    out: dict[str, list[Any]] = {}
+    for p in sidecar_candidates(photo):
+        try:
+            with open(p, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                digest = hashlib.sha256(fh.read(MAX_SIDECAR_BYTES)).hexdigest()
+        except OSError:
+            continue
+        out[os.fsdecode(p)] = [st.st_size, st.st_mtime_ns, digest]
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -468,11 +493,12 @@ class Watcher:
         assert prev is not None
         return all(_stamp(Path(f)) == s for f, s in (prev["written"].get("files") or {}).items())
 
-    def _current(self, prev: dict[str, Any] | None) -> bool:
+    def _current(self, prev: dict[str, Any] | None, refused: bool = False) -> bool:
+        """``prev`` is this model's suggestion, written as the options ask (``refused``: or refused for good)."""
         if prev is None or prev["model"] != self.scorer.version or prev["top_k"] != self.options.top_k:
             return False
         w = prev["written"] or {}
-        if "error" in w:
+        if "error" in w and not (refused and w.get("lasting")):
             return False
         targets = w.get("targets")
         return not targets or (sorted(targets) == sorted(self.options.targets) and w.get("mode") == self.options.mode)
@@ -522,6 +548,10 @@ class Watcher:
             self._done(item, WatchResult(path, "unchanged", item.reason))
             return
         prev = self.catalog.suggestion(record.id, self.options.user, self.options.ratio.name) if record else None
+        if same_file and record is not None and not record.error and self._refused_unchanged(prev, path):
+            # the batch's rule: a sidecar pic cannot write into was reported once; not again until it changes
+            self._done(item, WatchResult(path, "unchanged", item.reason))
+            return
         key = record.content_key if record is not None and same_file else None
         if item.reason == "refresh" and prev is not None and self._sidecars_as_seen(prev, path):
             has_user_crop, learned = False, 0  # nothing changed since pic last looked (an edit would be an event)
@@ -587,6 +617,10 @@ class Watcher:
             self._problem("error", out.error, path)
             self._done(item, WatchResult(path, "error", item.reason, error=out.error))
             return
+        if result.written.get("refused") is not None:  # retrying cannot help: report once, wait for a change
+            self._problem("error", f"{result.error} (not tried again until the sidecar changes)", path)
+            self._done(item, WatchResult(path, "error", item.reason, error=result.error))
+            return
         attempts = self.state.retry(path, result.error, self.options.retry_delay * 2 ** item.attempts)
         if attempts >= self.options.max_attempts:
             self._problem("error", f"giving up after {attempts} tries: {result.error}", path)
@@ -597,11 +631,29 @@ class Watcher:
             self._emit(WatchResult(path, "deferred", item.reason, error=result.error))
 
     def _write(self, out: PhotoOutput, options: BatchOptions) -> dict[str, Any]:
-        """Write the suggestion's sidecars (main thread, batch's writer path), remembering them as pic's own."""
-        written = write_sidecars(out, options, writer=self.writer)
+        """Write the suggestion's sidecars (main thread, batch's writer path), remembering them as pic's own.
+
+        A sidecar pic cannot write into (``UnsupportedSidecarError``, the batch's "lasting" failure) gets the
+        signature of every sidecar as it stands after the refusal (``refused``), so that the photo is not written
+        again until one of them changes."""
+        try:
+            written = write_sidecars(out, options, writer=self.writer)
+        except SidecarWriteError as exc:
+            for f in exc.info.get("files", {}):
+                self.own.remember(Path(f))  # the targets that were written (pic's record) are pic's own writes
+            if exc.lasting:
+                exc.info["refused"] = _signatures(out.path)
+            raise
         for f in written.get("files", {}):
             self.own.remember(Path(f))
         return written
+
+    def _refused_unchanged(self, prev: dict[str, Any] | None, photo: Path) -> bool:
+        """pic's last write for ``photo`` was refused for good, and its sidecars are still as they were then."""
+        if prev is None or not self._current(prev, refused=True):
+            return False
+        refused = (prev["written"] or {}).get("refused")
+        return refused is not None and refused == _signatures(photo)
 
     def _sidecars_as_seen(self, prev: dict[str, Any], photo: Path) -> bool:
         files = (prev["written"] or {}).get("files") or {}

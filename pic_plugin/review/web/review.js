@@ -297,7 +297,9 @@
       state.edit = null;
       state.alt.delete(p.id);
       update(res);
-      message(`${res.decision.decision}: ${visible(res.name)} — written as your crop (U to undo)`);
+      const w = res.written || { written: [], notes: [] };
+      const notes = w.notes.length ? ` — ${w.notes.join("; ")}` : "";
+      message(`${res.decision.decision}: ${visible(res.name)} — written as your crop to ${w.written.join(", ") || "pic's catalog"}${notes} (U to undo)`);
       await select(state.sel + 1);
     });
   }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,53 @@ def test_a_digikam_version_teaches_the_crop_of_its_original(tmp_path: Path, cata
         crops = cat.user_crops("me")
         assert [(Path(c["path"]).name, c["source"]) for c in crops] == [("IMG_0001.JPG", "digikam#IMG_0001_v1.png")]
         assert crops[0]["detail"]["editor"] == "digikam" and crops[0]["weight"] > 0
+
+
+#: darktable 2.x's history format (``xmp_version`` 1): pic does not append to it (``UnsupportedSidecarError``).
+XMP_V1 = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="1"
+ darktable:raw_params="0" darktable:history_end="1">
+ <darktable:history><rdf:Seq><rdf:li darktable:num="0" darktable:operation="flip" darktable:enabled="1"
+  darktable:modversion="2" darktable:params="ffffffff"/></rdf:Seq></darktable:history>
+</rdf:Description></rdf:RDF></x:xmpmeta>
+"""
+
+
+def test_an_unsupported_sidecar_is_reported_once_and_tried_again_when_it_changes(tmp_path: Path,
+                                                                                 catalog_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    image = root / "old.jpg"
+    image.write_bytes(jpeg_bytes(make_photo(360, 240, seed=3)))
+    sidecar = root / "old.jpg.xmp"
+    sidecar.write_text(XMP_V1)
+    opts = fast_options(scorer="mean-crop", max_attempts=3, retry_delay=0.1)
+
+    def errors(run: object) -> list[object]:
+        return [r for r in run.by_status("error") if r.path == image]  # type: ignore[attr-defined]
+
+    with running_watcher([root], catalog_path, opts) as run:
+        wait_for(lambda: errors(run), 30, what="the refusal")
+        run.wait_idle()
+        time.sleep(1.0)  # where retries would come (0.1 s, then 0.2 s)
+        run.wait_idle()
+        assert len(errors(run)) == 1 and "xmp_version 1" in (errors(run)[0].error or "")
+        assert not [r for r in run.by_status("deferred") if r.path == image]  # no "will retry"
+        after_refusal = sidecar.read_bytes()
+        assert b"xmp_version=\"1\"" in after_refusal
+        st = image.stat()
+        os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))  # an event, nothing changed
+        time.sleep(1.0)
+        run.wait_idle()
+        assert len(errors(run)) == 1
+    stamp = sidecar.stat().st_mtime_ns
+    with running_watcher([root], catalog_path, opts) as run:  # a restart: the scan looks at it again
+        wait_for(lambda: [r for r in run.by_status("unchanged") if r.path == image], 30, what="the rescan")
+        run.wait_idle()
+        assert errors(run) == [] and sidecar.stat().st_mtime_ns == stamp  # not reported, not rewritten
+        # The user's darktable rewrites the sidecar (still version 1): pic tries again, and says so once more.
+        sidecar.write_bytes(sidecar.read_bytes().replace(b"</x:xmpmeta>", b"<!-- darktable --></x:xmpmeta>"))
+        wait_for(lambda: errors(run), 30, what="the second refusal")
+        time.sleep(1.0)
+        run.wait_idle()
+        assert len(errors(run)) == 1
