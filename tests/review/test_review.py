@@ -898,3 +898,43 @@ def test_ratio_picker_and_filters_in_chromium(env: Env, tmp_path: Path, chromium
             page.select_option("#filter", value)
             _wait(page, f"() => ({visible})() === {count}")
         assert not errors, errors
+
+
+# --- the subject pic framed (issue 13) ---------------------------------------------------------------------------
+
+
+def test_photos_carry_the_subject_pic_framed(env: Env, tmp_path: Path) -> None:
+    pid = env.id_of("plain.jpg")
+    photo = env.session.photo(pid)
+    assert "subject" in photo and "subject_kind" in photo
+    # Whatever the finder saw on a generated photo, the API has exactly what batch stored: a box or null.
+    stored = env.catalog.suggestion(pid, USER, "free")
+    assert stored is not None
+    if stored["subject"] is None:
+        assert photo["subject"] is None
+    else:
+        assert _near(photo["subject"], stored["subject"], 1e-4)
+    # A box and a kind, as batch stores them, reach the page's list; null stays null.
+    with env.catalog.transaction():
+        env.catalog.db.conn.execute("UPDATE suggestions SET subject = ?, subject_kind = 'dog' WHERE image_id = ?",
+                                    (json.dumps([0.2, 0.3, 0.6, 0.9]), pid))
+        env.catalog.db.conn.execute("UPDATE suggestions SET subject = NULL, subject_kind = NULL WHERE image_id != ?",
+                                    (pid,))
+    with _serve(env.session, tmp_path) as server:
+        status, _, body = _api(server, "GET", "api/photos")
+    assert status == 200
+    by_id = {p["id"]: p for p in json.loads(body)["photos"]}
+    assert by_id[pid]["subject"] == [0.2, 0.3, 0.6, 0.9] and by_id[pid]["subject_kind"] == "dog"
+    assert all(p["subject"] is None and p["subject_kind"] is None for i, p in by_id.items() if i != pid)
+
+
+def test_a_new_ratio_keeps_the_subject(env: Env) -> None:
+    pid = env.id_of("rotated.jpg")
+    before = env.catalog.suggestion(pid, USER, "free")
+    assert before is not None
+    after = env.session.set_ratio(pid, "1:1")
+    assert after["ratio"] == "1:1"
+    if before["subject"] is None:
+        assert after["subject"] is None
+    else:
+        assert _near(after["subject"], before["subject"], 1e-3) and after["subject_kind"] == before["subject_kind"]
