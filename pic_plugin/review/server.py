@@ -11,7 +11,8 @@ or DNS-rebinding attacker must get nothing):
 * a POST needs ``Origin`` equal to this server's origin and ``Content-Type: application/json``, so a form or a
   ``no-cors`` fetch from another site cannot write;
 * photos are served by catalog id, only for the photos of this review (``ReviewSession.image_file``); no
-  request path ever becomes a file path. Page assets come from a fixed table;
+  request path ever becomes a file path. The 100% view (``img/<id>/full``) decodes within pic's decode memory
+  budget, one photo at a time (``imaging/fullview.py``). Page assets come from a fixed table;
 * a strict Content-Security-Policy (only this origin, no inline script), ``nosniff``, no referrer, no framing.
 """
 

@@ -441,19 +441,31 @@
   const zoomPane = $("zoom-pane");
   const zoomStage = $("zoom-stage");
   const zoomImg = $("zoom-img");
+  let zoomAsking = false;
+  zoomImg.addEventListener("error", async () => {
+    // The plan said yes but the pixels failed (the file changed or went away): say why, in the server's words.
+    const src = zoomImg.getAttribute("src");
+    if (!state.zoom || !src) return;
+    let why = "could not load the 100% view";
+    try { why = (await (await fetch(src)).json()).error || why; } catch (e) { /* keep the generic words */ }
+    message(why, true);
+  });
 
   async function openZoom() {
     const p = current();
-    if (!p || p.missing || state.zoom) return;
+    if (!p || p.missing || state.zoom || zoomAsking) return;
     let plan;
+    zoomAsking = true;  // a second Z while the first is asked must not open it twice
     try {
       // Asked first (headers only): a photo over pic's decode budget is refused with a message, not a broken image.
       plan = await api("GET", `api/photos/${p.id}/full`);
     } catch (e) {
       message(`${visible(p.name)}: ${e.message}`, true);
       return;
+    } finally {
+      zoomAsking = false;
     }
-    if (current() !== p) return;  // the user moved on while we asked
+    if (current() !== p || state.zoom) return;  // the user moved on while we asked
     state.zoom = { id: p.id, plan };
     $("zoom").hidden = false;
     zoomImg.src = `img/${p.id}/full?v=${encodeURIComponent(p.key)}`;
