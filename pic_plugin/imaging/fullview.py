@@ -6,8 +6,8 @@ Every decode stays within ``decode.MAX_DECODE_BYTES`` (the budget ``pic watch``'
   ``FullView.note`` says so (the page shows the note beside the "100%" it is then not);
 * a PNG/TIFF/WebP cannot be decoded reduced, so above the budget it is refused with ``TooLarge`` (a message, not a
   traceback; the page shows it);
-* a RAW file is shown through its embedded preview (a full demosaic takes seconds and several times the budget),
-  with a note when the preview is smaller than the sensor.
+* a RAW file is shown through its embedded preview, or a half-size demosaic where there is none or it is smaller
+  (a full demosaic takes seconds and several times the budget), with a note that says which.
 
 ``plan`` reads only headers, so the page can ask what it will get before it asks for the pixels.
 """
@@ -208,7 +208,13 @@ def _pillow(path: Path, fmt: str, load: bool) -> tuple[Image.Image | None, FullV
     return out, FullView((out.size[0], out.size[1]), view.full, view.note)
 
 
+#: About the bytes per sensor pixel of LibRaw's half-size demosaic (its raw buffer, its image, our RGB copy).
+RAW_HALF_BYTES_PER_PIXEL = 6
+
+
 def _raw(path: Path, load: bool) -> tuple[Image.Image | None, FullView]:
+    """The embedded preview; where there is none, or it is under half the sensor's size, a half-size demosaic (the
+    most detail within the budget: a full demosaic takes seconds and several times the budget)."""
     import rawpy  # lazy: LibRaw is only loaded when a RAW file is met
 
     try:
@@ -219,19 +225,36 @@ def _raw(path: Path, load: bool) -> tuple[Image.Image | None, FullView]:
         orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
         stored = (int(raw.sizes.width), int(raw.sizes.height))
         decode._check_pixels(stored)
+        full = displayed_size(stored, orientation)
         try:
             thumb = raw.extract_thumb()
         except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError, rawpy.LibRawError):
             thumb = None
-    full = displayed_size(stored, orientation)
-    if thumb is None or thumb.format not in (rawpy.ThumbFormat.JPEG, rawpy.ThumbFormat.BITMAP):
+        if thumb is not None and thumb.format not in (rawpy.ThumbFormat.JPEG, rawpy.ThumbFormat.BITMAP):
+            thumb = None
+        preview: Image.Image | None = None
+        if thumb is not None:
+            preview = (Image.open(io.BytesIO(thumb.data)) if thumb.format == rawpy.ThumbFormat.JPEG
+                       else Image.fromarray(thumb.data))
+        half = ((stored[0] + 1) // 2, (stored[1] + 1) // 2)
+        half_cost = stored[0] * stored[1] * RAW_HALF_BYTES_PER_PIXEL
+        if (preview is None or max(preview.size) < max(half)) and half_cost <= decode.MAX_DECODE_BYTES:
+            served = displayed_size(half, orientation)
+            note = f"RAW: a half-size demosaic ({served[0]}x{served[1]}) of the sensor's {full[0]}x{full[1]}"
+            if not load:
+                return None, FullView(served, full, note)
+            try:  # LibRaw applies the flip itself here
+                rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            except rawpy.LibRawError as exc:
+                if preview is None:
+                    raise DecodeError(f"RAW file has no preview and LibRaw cannot decode it "
+                                      f"({decode._libraw_msg(exc)})") from exc
+            else:
+                out = Image.fromarray(rgb)
+                return out, FullView((out.size[0], out.size[1]), full, note)
+    if preview is None:
         raise DecodeError("this RAW file has no embedded preview to show at 100%: open it in darktable")
-    if thumb.format == rawpy.ThumbFormat.JPEG:
-        preview = Image.open(io.BytesIO(thumb.data))
-        divisor, note = _divisor(preview, "jpeg", orientation)
-    else:
-        preview = Image.fromarray(thumb.data)
-        divisor, note = 1, None
+    divisor, note = _divisor(preview, "jpeg", orientation) if thumb.format == rawpy.ThumbFormat.JPEG else (1, None)
     served = displayed_size(((preview.size[0] + divisor - 1) // divisor, (preview.size[1] + divisor - 1) // divisor),
                             orientation)
     if note is None and served[0] < full[0]:

@@ -1116,3 +1116,19 @@ def test_100_percent_view_and_subject_overlay_in_chromium(env: Env, tmp_path: Pa
         page.click("#zoom-close")
         page.wait_for_selector("#zoom", state="hidden")
     assert not errors, errors
+
+
+@pytest.mark.shared
+def test_the_100_percent_view_of_raw_files(shared_data: Path) -> None:
+    from pic_plugin.imaging import fullview
+
+    raw = shared_data / "raw-samples"
+    # A large embedded preview is shown as it is, with a note that it is not the sensor's pixels.
+    plan = fullview.plan(raw / "canon_eos_d30.crw")
+    assert plan.size == (1440, 960) and plan.full == (2176, 1448) and "embedded preview" in (plan.note or "")
+    # No preview (or a thumbnail): a half-size demosaic, said so.
+    data, view = fullview.render(raw / "blackmagic_pocket4k_nopreview.dng")
+    assert view.size == (2064, 1088) == _served_image(data).size and "half-size" in (view.note or "")
+    # Neither: a message, not a traceback.
+    with pytest.raises(fullview.DecodeError, match="cannot decode"):
+        fullview.render(raw / "gopro_hero6.gpr")

@@ -442,6 +442,14 @@
   const zoomStage = $("zoom-stage");
   const zoomImg = $("zoom-img");
   let zoomAsking = false;
+  zoomImg.addEventListener("load", () => {
+    // The pixels are the truth: a RAW whose demosaic failed falls back to its (smaller) preview after the plan.
+    const z = state.zoom;
+    if (!z || !zoomImg.naturalWidth || zoomImg.naturalWidth === z.plan.size[0]) return;
+    z.plan.size = [zoomImg.naturalWidth, zoomImg.naturalHeight];
+    z.plan.scale = z.plan.full[0] ? zoomImg.naturalWidth / z.plan.full[0] : 1;
+    renderZoom();
+  });
   zoomImg.addEventListener("error", async () => {
     // The plan said yes but the pixels failed (the file changed or went away): say why, in the server's words.
     const src = zoomImg.getAttribute("src");
