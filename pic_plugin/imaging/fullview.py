@@ -253,6 +253,8 @@ def _raw(path: Path, load: bool) -> tuple[Image.Image | None, FullView]:
                 out = Image.fromarray(rgb)
                 return out, FullView((out.size[0], out.size[1]), full, note)
     if preview is None:
+        if half_cost > decode.MAX_DECODE_BYTES:
+            raise _too_large("RAW", stored, half_cost)
         raise DecodeError("this RAW file has no embedded preview to show at 100%: open it in darktable")
     divisor, note = _divisor(preview, "jpeg", orientation) if thumb.format == rawpy.ThumbFormat.JPEG else (1, None)
     served = displayed_size(((preview.size[0] + divisor - 1) // divisor, (preview.size[1] + divisor - 1) // divisor),
