@@ -298,4 +298,5 @@ def _record(catalog: Catalog, path: Path, fa: Any, s: Suggestion, options: PlanO
     catalog.save_suggestion(
         image_id, options.user, options.ratio.name, s.model, s.crop, s.score,
         [{"crop": a.crop.as_list(), "score": a.score} for a in s.alternatives], options.top_k, written=written,
+        subject=s.subject, subject_kind=s.subject_kind,
     )

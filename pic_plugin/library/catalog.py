@@ -158,6 +158,17 @@ def _watch(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("0003_suggestion_subject")
+def _suggestion_subject(db: sqlite_utils.Database) -> None:
+    # What pic framed (issue 13): the review page draws it. NULL for rows written before and when pic saw none.
+    db.executescript(
+        """
+        ALTER TABLE suggestions ADD COLUMN subject TEXT;       -- JSON [l, t, r, b], displayed frame, or NULL
+        ALTER TABLE suggestions ADD COLUMN subject_kind TEXT;  -- person | dog | face | ... or NULL (unknown)
+        """
+    )
+
+
 # --- the catalog -----------------------------------------------------------------------------------------------
 
 
@@ -325,14 +336,17 @@ class Catalog:
         alternatives: list[dict[str, Any]],
         top_k: int,
         written: dict[str, Any] | None = None,
+        subject: Box | None = None,
+        subject_kind: str | None = None,
     ) -> int:
         with self.transaction():
             self.db.execute(
                 "INSERT INTO suggestions (image_id, user, ratio, model, crop, score, alternatives, top_k, created,"
-                " written, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'suggested')"
+                " written, subject, subject_kind, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'suggested')"
                 " ON CONFLICT(image_id, user, ratio) DO UPDATE SET model = excluded.model, crop = excluded.crop,"
                 " score = excluded.score, alternatives = excluded.alternatives, top_k = excluded.top_k,"
-                " created = excluded.created, written = excluded.written, status = 'suggested'",
+                " created = excluded.created, written = excluded.written, subject = excluded.subject,"
+                " subject_kind = excluded.subject_kind, status = 'suggested'",
                 [
                     image_id,
                     user or "",
@@ -344,6 +358,8 @@ class Catalog:
                     top_k,
                     time.time(),
                     json.dumps(written or {}),
+                    json.dumps(subject.rounded(4).as_list()) if subject is not None else None,
+                    subject_kind,
                 ],
             )
             row = self.db.execute(
@@ -519,4 +535,7 @@ def _decode_suggestion(row: dict[str, Any]) -> dict[str, Any]:
     row["crop"] = Box(*json.loads(row["crop"]))
     row["alternatives"] = json.loads(row["alternatives"] or "[]")
     row["written"] = json.loads(row["written"] or "{}")
+    subject = row.get("subject")
+    row["subject"] = Box(*json.loads(subject)) if subject else None
+    row["subject_kind"] = row.get("subject_kind")
     return row

@@ -204,6 +204,8 @@ def finish(out: PhotoOutput, options: BatchOptions, catalog: Catalog, write: Sid
         [{"crop": a.crop.as_list(), "score": a.score} for a in out.suggestion.alternatives],
         options.top_k,
         written=written if status == "done" else {**written, "error": error},
+        subject=out.suggestion.subject,
+        subject_kind=out.suggestion.subject_kind,
     )
     if turned_down == "rejected":
         catalog.set_suggestion_status(suggestion_id, "rejected")  # stays turned down for the next run

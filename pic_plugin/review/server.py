@@ -11,7 +11,8 @@ or DNS-rebinding attacker must get nothing):
 * a POST needs ``Origin`` equal to this server's origin and ``Content-Type: application/json``, so a form or a
   ``no-cors`` fetch from another site cannot write;
 * photos are served by catalog id, only for the photos of this review (``ReviewSession.image_file``); no
-  request path ever becomes a file path. Page assets come from a fixed table;
+  request path ever becomes a file path. The 100% view (``img/<id>/full``) decodes within pic's decode memory
+  budget, one photo at a time (``imaging/fullview.py``). Page assets come from a fixed table;
 * a strict Content-Security-Policy (only this origin, no inline script), ``nosniff``, no referrer, no framing.
 """
 
@@ -32,6 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pic_plugin.core import jsontext
 from pic_plugin.core.errors import PicError
+from pic_plugin.imaging import fullview
+from pic_plugin.imaging.fullview import FullViewCache
 from pic_plugin.imaging.thumbnails import GRID_SIZE, PREVIEW_SIZE, ThumbnailCache
 from pic_plugin.review.session import ReviewError, ReviewSession
 
@@ -63,7 +66,11 @@ ASSETS = {
 IMAGE_SIZES = {"thumb": GRID_SIZE, "preview": PREVIEW_SIZE}
 
 _IMG_RE = re.compile(r"^img/(\d{1,12})/(thumb|preview)$")
+_FULL_IMG_RE = re.compile(r"^img/(\d{1,12})/full$")
+_FULL_PLAN_RE = re.compile(r"^api/photos/(\d{1,12})/full$")
 _PHOTO_RE = re.compile(r"^api/photos/(\d{1,12})(?:/(accept|adjust|reject|ratio))?$")
+#: The page asks for ``img/<id>/full?v=<content key>``: an edited photo gets a new URL, so a day's caching is safe.
+FULL_CACHE = "private, max-age=86400"
 
 
 def web_asset(name: str) -> bytes:
@@ -94,6 +101,7 @@ class ReviewServer:
     def __init__(self, session: ReviewSession, port: int = 0, thumbnails: ThumbnailCache | None = None) -> None:
         self.session = session
         self.thumbnails = thumbnails or ThumbnailCache()
+        self.full_views = FullViewCache()
         self.token = secrets.token_urlsafe(24)
         self.httpd = _Server((HOST, port), _Handler)
         self.httpd.daemon_threads = True
@@ -283,6 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, Path(thumb).read_bytes(), "image/jpeg", head=head,
                        cache="private, max-age=86400")
             return
+        m = _FULL_IMG_RE.match(route)
+        if m:
+            # The 100% view: by id, only for this review's photos; over pic's decode budget a JSON error (422).
+            image, key = self.review.session.image_file(int(m.group(1)))
+            data, _ = self.review.full_views.get(image, key)
+            self._send(HTTPStatus.OK, data, "image/jpeg", head=head, cache=FULL_CACHE)
+            return
         raise _Refused(HTTPStatus.NOT_FOUND, "not found")
 
     def _api_get(self, route: str) -> None:
@@ -297,6 +312,12 @@ class _Handler(BaseHTTPRequestHandler):
         m = _PHOTO_RE.match(route)
         if m and m.group(2) is None:
             self._json(session.photo(int(m.group(1))))
+            return
+        m = _FULL_PLAN_RE.match(route)
+        if m:
+            # What img/<id>/full will be (headers only): the page shows a reduction's note or a refusal's message.
+            image, _ = session.image_file(int(m.group(1)))
+            self._json(fullview.plan(image).to_json())
             return
         raise _Refused(HTTPStatus.NOT_FOUND, "not found")
 

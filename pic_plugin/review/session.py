@@ -321,7 +321,7 @@ class ReviewSession:
         self.catalog.save_suggestion(
             rec.id, self.user, ratio.name, s.model, s.crop, s.score,
             [{"crop": a.crop.as_list(), "score": a.score} for a in s.alternatives], self.options.top_k,
-            written={"targets": [], "mode": "apply", "by": "review"},
+            written={"targets": [], "mode": "apply", "by": "review"}, subject=s.subject, subject_kind=s.subject_kind,
         )
 
     def _decision(self, rec: ImageRecord) -> dict[str, Any] | None:
@@ -353,6 +353,9 @@ class ReviewSession:
             "alternatives": sugg["alternatives"] if sugg else [],
             "model": sugg["model"] if sugg else None,
             "decision": self._decision(rec),
+            # What pic framed (drawn by "show subject"); null when pic saw no subject or the row predates it.
+            "subject": sugg["subject"].as_list(4) if sugg and sugg.get("subject") is not None else None,
+            "subject_kind": sugg.get("subject_kind") if sugg else None,
         }
         return out
 
@@ -524,4 +527,6 @@ def _suggestion_from_row(rec: ImageRecord, sugg: dict[str, Any]) -> Suggestion:
         user=sugg["user"] or None,
         alternatives=[Alternative(Box(*a["crop"]), float(a["score"])) for a in sugg["alternatives"]],
         created=float(sugg["created"] or 0.0),
+        subject=sugg.get("subject"),
+        subject_kind=sugg.get("subject_kind"),
     )

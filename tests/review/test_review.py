@@ -921,3 +921,237 @@ def test_ratio_picker_and_filters_in_chromium(env: Env, tmp_path: Path, chromium
             page.select_option("#filter", value)
             _wait(page, f"() => ({visible})() === {count}")
         assert not errors, errors
+
+
+# --- the subject pic framed (issue 13) ---------------------------------------------------------------------------
+
+
+def test_photos_carry_the_subject_pic_framed(env: Env, tmp_path: Path) -> None:
+    pid = env.id_of("plain.jpg")
+    photo = env.session.photo(pid)
+    assert "subject" in photo and "subject_kind" in photo
+    # Whatever the finder saw on a generated photo, the API has exactly what batch stored: a box or null.
+    stored = env.catalog.suggestion(pid, USER, "free")
+    assert stored is not None
+    if stored["subject"] is None:
+        assert photo["subject"] is None
+    else:
+        assert _near(photo["subject"], stored["subject"], 1e-4)
+    # A box and a kind, as batch stores them, reach the page's list; null stays null.
+    with env.catalog.transaction():
+        env.catalog.db.conn.execute("UPDATE suggestions SET subject = ?, subject_kind = 'dog' WHERE image_id = ?",
+                                    (json.dumps([0.2, 0.3, 0.6, 0.9]), pid))
+        env.catalog.db.conn.execute("UPDATE suggestions SET subject = NULL, subject_kind = NULL WHERE image_id != ?",
+                                    (pid,))
+    with _serve(env.session, tmp_path) as server:
+        status, _, body = _api(server, "GET", "api/photos")
+    assert status == 200
+    by_id = {p["id"]: p for p in json.loads(body)["photos"]}
+    assert by_id[pid]["subject"] == [0.2, 0.3, 0.6, 0.9] and by_id[pid]["subject_kind"] == "dog"
+    assert all(p["subject"] is None and p["subject_kind"] is None for i, p in by_id.items() if i != pid)
+
+
+def test_a_new_ratio_keeps_the_subject(env: Env) -> None:
+    pid = env.id_of("rotated.jpg")
+    before = env.catalog.suggestion(pid, USER, "free")
+    assert before is not None
+    after = env.session.set_ratio(pid, "1:1")
+    assert after["ratio"] == "1:1"
+    if before["subject"] is None:
+        assert after["subject"] is None
+    else:
+        assert _near(after["subject"], before["subject"], 1e-3) and after["subject_kind"] == before["subject_kind"]
+
+
+# --- the 100% view (issue 16) -----------------------------------------------------------------------------------
+
+
+def _served_image(body: bytes) -> Image.Image:
+    img = Image.open(__import__("io").BytesIO(body))
+    img.load()
+    return img
+
+
+def test_the_100_percent_view_is_full_size_and_upright(env: Env, tmp_path: Path) -> None:
+    pid = env.id_of("rotated.jpg")  # stored 600x400 with EXIF orientation 6; displayed 400x600
+    upright = make_photo(400, 600, seed=NAMES.index("rotated.jpg"), subject=(0.5, 0.35))
+    with _serve(env.session, tmp_path) as server:
+        status, headers, body = _request(server, "GET", f"/t/{server.token}/img/{pid}/full?v=x")
+        assert status == 200 and headers["Content-Type"] == "image/jpeg"
+        assert "max-age" in headers["Cache-Control"] and "private" in headers["Cache-Control"]
+        status, _, plan = _api(server, "GET", f"api/photos/{pid}/full")
+    img = _served_image(body)
+    assert img.size == (400, 600) == tuple(env.session.photo(pid)["size"])
+    assert img.getexif().get(0x0112, 1) == 1  # the rotation is in the pixels: a browser must not turn it again
+    import numpy as np
+
+    served = np.asarray(img.convert("RGB"), dtype=np.float32)
+    assert np.abs(served - np.asarray(upright, dtype=np.float32)).mean() < 6  # the JPEG's loss, nothing more
+    flipped = np.asarray(upright.transpose(Image.Transpose.ROTATE_180), dtype=np.float32)
+    assert np.abs(served - flipped).mean() > 15
+    assert status == 200 and json.loads(plan) == {"size": [400, 600], "full": [400, 600], "scale": 1.0, "note": None}
+
+
+def test_the_100_percent_view_serves_only_this_reviews_photos(env: Env, tmp_path: Path) -> None:
+    other = tmp_path / "other.jpg"
+    other.write_bytes(jpeg_bytes(make_photo(seed=9)))
+    other_id = env.catalog.upsert_image(other, content_key="cd" * 16, width=600, height=400, orientation=1)
+    pid = env.id_of("plain.jpg")
+    with _serve(env.session, tmp_path) as server:
+        t = server.token
+        for path in (f"/t/{t}/img/99999/full", f"/t/{t}/img/{other_id}/full", f"/t/{t}/img/-1/full",
+                     f"/t/{t}/img/{pid}/full/../../../etc/passwd", f"/t/{t}/img/..%2fother.jpg/full",
+                     f"/t/{t}/img/{os.fsdecode(other)}/full"):
+            status, _, body = _request(server, "GET", path)
+            assert status == 404, path
+            assert body[:2] != b"\xff\xd8", path
+        for route in ("api/photos/99999/full", f"api/photos/{other_id}/full"):
+            assert _api(server, "GET", route)[0] == 404, route
+        assert _request(server, "GET", f"/t/{t[:-1]}/img/{pid}/full")[0] == 403  # the token, as everywhere
+        assert _api(server, "GET", f"api/photos/{pid}/full", X_Pic_Token="")[0] == 403
+        assert _api(server, "POST", f"api/photos/{pid}/full")[0] == 404  # nothing to write there
+
+
+def test_the_100_percent_view_stays_within_the_decode_budget(env: Env, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capfd: pytest.CaptureFixture[str]) -> None:
+    pid = env.id_of("plain.jpg")  # 600x400 RGB: 0.9 MiB to decode at full size
+    png = env.photos / "huge.png"
+    Image.new("RGB", (900, 700), (10, 20, 30)).save(png)
+    png_id = env.catalog.upsert_image(png, content_key="ef" * 16, width=900, height=700, orientation=1)
+    third = env.id_of(NAMES[1])
+    session = ReviewSession(env.catalog, [pid, third, png_id], ReviewOptions(user=USER))
+    monkeypatch.setattr(decode_module, "MAX_DECODE_BYTES", 600 * 400 * 4 // 2)  # the full JPEG does not fit
+    with _serve(session, tmp_path) as server:
+        # A JPEG is decoded reduced (DCT scaling) and the plan says so, in words.
+        status, _, plan = _api(server, "GET", f"api/photos/{pid}/full")
+        assert status == 200
+        plan_json = json.loads(plan)
+        assert plan_json["size"] == [300, 200] and plan_json["full"] == [600, 400] and plan_json["scale"] == 0.5
+        assert "1/2" in plan_json["note"] and "MiB" in plan_json["note"]
+        status, _, body = _request(server, "GET", f"/t/{server.token}/img/{pid}/full")
+        assert status == 200 and _served_image(body).size == (300, 200)
+        # A PNG cannot be decoded reduced: refused with a clear message, a JSON error, no traceback.
+        for status, _, data in (_api(server, "GET", f"api/photos/{png_id}/full"),
+                                _request(server, "GET", f"/t/{server.token}/img/{png_id}/full")):
+            assert status == 422
+            error = json.loads(data)["error"]
+            assert "too large for a 100% view" in error and "MiB" in error and str(png) not in error
+        # Even 1/8 over the budget: refused the same way.
+        monkeypatch.setattr(decode_module, "MAX_DECODE_BYTES", 1000)
+        status, _, data = _request(server, "GET", f"/t/{server.token}/img/{third}/full")
+        assert status == 422 and "too large for a 100% view" in json.loads(data)["error"]
+        assert _api(server, "GET", "api/state")[0] == 200  # and the server goes on
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+
+
+def test_the_page_has_the_100_percent_view_and_the_subject_toggle(env: Env, tmp_path: Path) -> None:
+    with _serve(env.session, tmp_path) as server:
+        status, _, page = _api(server, "GET", "")
+    assert status == 200
+    html = page.decode()
+    assert '<button id="zoom-button" type="button"' in html and ">100%</button>" in html
+    assert '<button id="large-zoom" type="button"' in html and "100% (Z)" in html
+    assert '<input id="show-subject" type="checkbox">' in html and "show subject" in html
+    assert 'id="show-subject" type="checkbox" checked' not in html  # off by default
+    assert '<section id="zoom" hidden' in html and 'id="zoom-img"' in html and 'id="zoom-crop"' in html
+    assert "<dt>Z</dt>" in html and "<dt>S</dt>" in html
+
+
+@pytest.mark.slow
+def test_100_percent_view_and_subject_overlay_in_chromium(env: Env, tmp_path: Path, chromium: str) -> None:
+    rotated, plain = env.id_of("rotated.jpg"), env.id_of("plain.jpg")
+    crop, subject = [0.1, 0.2, 0.6, 0.7], [0.25, 0.3, 0.75, 0.5]
+    with env.catalog.transaction():
+        env.catalog.db.conn.execute("UPDATE suggestions SET crop = ?, alternatives = '[]', subject = ?,"
+                                    " subject_kind = 'dog' WHERE image_id = ?",
+                                    (json.dumps(crop), json.dumps(subject), rotated))
+        env.catalog.db.conn.execute("UPDATE suggestions SET subject = NULL, subject_kind = NULL WHERE image_id != ?",
+                                    (rotated,))
+    with _serve(env.session, tmp_path) as server, _browser(chromium) as browser:
+        # Smaller than the photo's 600 px height: there is something to pan.
+        page = browser.new_page(viewport={"width": 640, "height": 400})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        # The subject: off by default; S (or the checkbox) draws it, dashed, with its kind; none where pic saw none.
+        assert page.locator(".card .subject").count() == 0
+        assert not page.is_checked("#show-subject")
+        page.keyboard.press("s")
+        _wait(page, "() => document.querySelectorAll('.card .subject').length === 1")
+        assert page.is_checked("#show-subject")
+        card = page.locator(f"figure.card[data-id='{rotated}']")
+        assert card.locator(".subject .subject-label").inner_text() == "dog"
+        assert page.locator(f"figure.card[data-id='{plain}'] .subject").count() == 0
+        assert card.locator(".subject").evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
+        page.click("#show-subject")
+        _wait(page, "() => document.querySelectorAll('.card .subject').length === 0")
+        page.click("#show-subject")
+        _wait(page, "() => document.querySelectorAll('.card .subject').length === 1")
+        # Z: the 100% view, one image pixel per CSS pixel (device pixel ratio 1 here), crop and subject in place.
+        _select(page, "rotated.jpg")
+        page.keyboard.press("z")
+        page.wait_for_selector("#zoom:not([hidden])")
+        _wait(page, "() => { const i = document.getElementById('zoom-img'); return i.complete && i.naturalWidth > 0; }")
+        geometry = page.evaluate("""() => {
+            const r = (id) => document.getElementById(id).getBoundingClientRect();
+            const s = r('zoom-stage'), c = r('zoom-crop'), j = r('zoom-subject'), i = document.getElementById('zoom-img');
+            return {natural: [i.naturalWidth, i.naturalHeight], shown: [s.width, s.height],
+                    crop: [c.left - s.left, c.top - s.top, c.right - s.left, c.bottom - s.top],
+                    subject: [j.left - s.left, j.top - s.top, j.right - s.left, j.bottom - s.top],
+                    label: document.querySelector('#zoom-subject .subject-label').textContent,
+                    info: document.getElementById('zoom-info').textContent};
+        }""")
+        assert geometry["natural"] == [400, 600] and geometry["shown"] == [400, 600]
+        assert _near(geometry["crop"], [v * s for v, s in zip(crop, (400, 600, 400, 600), strict=True)], 1.5)
+        assert _near(geometry["subject"], [v * s for v, s in zip(subject, (400, 600, 400, 600), strict=True)], 1.5)
+        assert geometry["label"] == "dog" and geometry["info"].startswith("100% · 400 x 600 px")
+        # It pans: arrow keys (and dragging) scroll the pane, and do not move to another photo.
+        top = page.evaluate("() => document.getElementById('zoom-pane').scrollTop")
+        page.keyboard.press("ArrowDown")
+        _wait(page, "t => document.getElementById('zoom-pane').scrollTop > t", top)
+        box = page.locator("#zoom-pane").bounding_box()
+        before = page.evaluate("() => document.getElementById('zoom-pane').scrollTop")
+        page.mouse.move(box["x"] + 200, box["y"] + 150)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 200, box["y"] + 250, steps=5)
+        page.mouse.up()
+        _wait(page, "t => document.getElementById('zoom-pane').scrollTop < t", before)
+        assert "rotated" in page.locator("figure.card.selected .name").inner_text()
+        # Esc leaves it; from the large view the button opens it and Esc comes back to the large view.
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#zoom", state="hidden")
+        page.keyboard.press("v")
+        page.wait_for_selector("#large:not([hidden])")
+        assert page.locator("#large-subject").is_visible()
+        page.click("#large-zoom")
+        page.wait_for_selector("#zoom:not([hidden])")
+        page.keyboard.press("z")
+        page.wait_for_selector("#zoom", state="hidden")
+        assert page.locator("#large").is_visible()
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#large", state="hidden")
+        # The header's button does the same from the grid.
+        page.click("#zoom-button")
+        page.wait_for_selector("#zoom:not([hidden])")
+        page.click("#zoom-close")
+        page.wait_for_selector("#zoom", state="hidden")
+    assert not errors, errors
+
+
+@pytest.mark.shared
+def test_the_100_percent_view_of_raw_files(shared_data: Path) -> None:
+    from pic_plugin.imaging import fullview
+
+    raw = shared_data / "raw-samples"
+    # A large embedded preview is shown as it is, with a note that it is not the sensor's pixels.
+    plan = fullview.plan(raw / "canon_eos_d30.crw")
+    assert plan.size == (1440, 960) and plan.full == (2176, 1448) and "embedded preview" in (plan.note or "")
+    # No preview (or a thumbnail): a half-size demosaic, said so.
+    data, view = fullview.render(raw / "blackmagic_pocket4k_nopreview.dng")
+    assert view.size == (2064, 1088) == _served_image(data).size and "half-size" in (view.note or "")
+    # Neither: a message, not a traceback.
+    with pytest.raises(fullview.DecodeError, match="cannot decode"):
+        fullview.render(raw / "gopro_hero6.gpr")

@@ -19,6 +19,8 @@
     large: false,
     filter: "all", // which cards the grid shows: all | review | cropped | uncropped | rejected
     edit: null, // crop being adjusted in the large view
+    zoom: null, // the 100% view: { id, plan } (plan: what img/<id>/full serves: size, full size, note)
+    showSubject: false, // "show subject": outline what pic framed
     busy: false,
   };
 
@@ -123,6 +125,24 @@
     node.style.width = `${(box[2] - box[0]) * 100}%`;
     node.style.height = `${(box[3] - box[1]) * 100}%`;
   }
+  function subjectBox(p) {
+    // The subject to outline, or null (the checkbox is off, or pic saw no subject in this photo).
+    const b = p && state.showSubject && Array.isArray(p.subject) && p.subject.length === 4 ? p.subject : null;
+    return b && b[2] > b[0] && b[3] > b[1] ? b : null;
+  }
+  function drawSubject(node, p) {
+    // ``node`` is a .subject box with a .subject-label inside (its kind: text from the catalog, never HTML).
+    const b = subjectBox(p);
+    node.hidden = !b;
+    if (!b) return;
+    place(node, b);
+    node.querySelector(".subject-label").textContent = p.subject_kind || "subject";
+  }
+  function subjectNode() {
+    const node = el("div", "subject");
+    node.append(el("span", "subject-label"));
+    return node;
+  }
 
   function matches(p) {
     // The filter picker: decided or not, and whether the crop shown keeps the whole frame.
@@ -170,6 +190,11 @@
       const crop = el("div", "crop");
       place(crop, box);
       frame.append(crop);
+    }
+    if (subjectBox(p)) {
+      const subject = subjectNode();
+      drawSubject(subject, p);
+      frame.append(subject);
     }
     const cap = el("figcaption");
     cap.append(el("span", "name", visible(p.name)));
@@ -409,7 +434,121 @@
       place(editor, box);
       place($("shade"), box);
     }
+    drawSubject($("large-subject"), p);
     renderAfter(p, box);
+  }
+
+  // --- 100% view: actual pixels, panned by dragging or the arrow keys ---
+
+  const zoomPane = $("zoom-pane");
+  const zoomStage = $("zoom-stage");
+  const zoomImg = $("zoom-img");
+  let zoomAsking = false;
+  zoomImg.addEventListener("load", () => {
+    // The pixels are the truth: a RAW whose demosaic failed falls back to its (smaller) preview after the plan.
+    const z = state.zoom;
+    if (!z || !zoomImg.naturalWidth || zoomImg.naturalWidth === z.plan.size[0]) return;
+    z.plan.size = [zoomImg.naturalWidth, zoomImg.naturalHeight];
+    z.plan.scale = z.plan.full[0] ? zoomImg.naturalWidth / z.plan.full[0] : 1;
+    renderZoom();
+  });
+  zoomImg.addEventListener("error", async () => {
+    // The plan said yes but the pixels failed (the file changed or went away): say why, in the server's words.
+    const src = zoomImg.getAttribute("src");
+    if (!state.zoom || !src) return;
+    let why = "could not load the 100% view";
+    try { why = (await (await fetch(src)).json()).error || why; } catch (e) { /* keep the generic words */ }
+    message(why, true);
+  });
+
+  async function openZoom() {
+    const p = current();
+    if (!p || p.missing || state.zoom || zoomAsking) return;
+    let plan;
+    zoomAsking = true;  // a second Z while the first is asked must not open it twice
+    try {
+      // Asked first (headers only): a photo over pic's decode budget is refused with a message, not a broken image.
+      plan = await api("GET", `api/photos/${p.id}/full`);
+    } catch (e) {
+      message(`${visible(p.name)}: ${e.message}`, true);
+      return;
+    } finally {
+      zoomAsking = false;
+    }
+    if (current() !== p || state.zoom) return;  // the user moved on while we asked
+    state.zoom = { id: p.id, plan };
+    $("zoom").hidden = false;
+    zoomImg.src = `img/${p.id}/full?v=${encodeURIComponent(p.key)}`;
+    renderZoom();
+    // Start on the crop's centre (or the photo's): that is where its edges and sharpness are judged.
+    const box = shown(p) || [0, 0, 1, 1];
+    const r = zoomStage.getBoundingClientRect();
+    zoomPane.scrollLeft = ((box[0] + box[2]) / 2) * r.width - zoomPane.clientWidth / 2;
+    zoomPane.scrollTop = ((box[1] + box[3]) / 2) * r.height - zoomPane.clientHeight / 2;
+    if (plan.note) message(`${visible(p.name)}: ${plan.note}`);
+  }
+
+  function closeZoom() {
+    if (!state.zoom) return;
+    state.zoom = null;
+    $("zoom").hidden = true;
+    zoomImg.removeAttribute("src");  // a decoded 24 MP image holds about 100 MB in the tab
+  }
+
+  function renderZoom() {
+    const z = state.zoom;
+    const p = current();
+    if (!z || !p) return;
+    const [w, h] = z.plan.size;
+    // One image pixel per screen pixel: a CSS pixel is devicePixelRatio screen pixels.
+    const dpr = window.devicePixelRatio || 1;
+    zoomStage.style.width = `${w / dpr}px`;
+    zoomStage.style.height = `${h / dpr}px`;
+    const pct = Math.round(z.plan.scale * 100);
+    $("zoom-title").textContent = visible(p.name);
+    const info = $("zoom-info");
+    info.textContent = `${pct === 100 ? "100%" : `${pct}% of the original`} · ${w} x ${h} px` +
+      (z.plan.note ? ` · ${z.plan.note}` : "") + " · drag or arrow keys to pan";
+    info.classList.toggle("reduced", pct !== 100);
+    const box = shown(p);
+    const crop = $("zoom-crop");
+    crop.hidden = !box || wholeFrame(box);
+    if (!crop.hidden) place(crop, box);
+    drawSubject($("zoom-subject"), p);
+  }
+
+  let pan = null;
+  zoomPane.addEventListener("pointerdown", (e) => {
+    e.preventDefault();
+    zoomPane.setPointerCapture(e.pointerId);
+    pan = { x: e.clientX, y: e.clientY, left: zoomPane.scrollLeft, top: zoomPane.scrollTop };
+    zoomPane.classList.add("panning");
+  });
+  zoomPane.addEventListener("pointermove", (e) => {
+    if (!pan) return;
+    zoomPane.scrollLeft = pan.left - (e.clientX - pan.x);
+    zoomPane.scrollTop = pan.top - (e.clientY - pan.y);
+  });
+  const endPan = () => { pan = null; zoomPane.classList.remove("panning"); };
+  zoomPane.addEventListener("pointerup", endPan);
+  zoomPane.addEventListener("pointercancel", endPan);
+
+  function panBy(dx, dy) {
+    zoomPane.scrollBy(dx * zoomPane.clientWidth * 0.2, dy * zoomPane.clientHeight * 0.2);
+  }
+
+  function toggleZoom() {
+    return state.zoom ? closeZoom() : openZoom();
+  }
+
+  function setShowSubject(on) {
+    state.showSubject = on;
+    $("show-subject").checked = on;
+    for (const p of state.photos) { const f = cardOf(p); if (f) renderCard(p, f); }
+    if (state.large) renderLarge();
+    renderZoom();
+    const p = current();
+    if (on && p && !p.subject) message(`${visible(p.name)}: pic sees no subject in this photo`);
   }
 
   async function loadFound(p) {
@@ -545,7 +684,11 @@
   $("large-accept").addEventListener("click", () => accept(false));
   $("large-reject").addEventListener("click", () => reject());
   $("large-close").addEventListener("click", () => closeLarge());
-  window.addEventListener("resize", () => { if (state.large) renderLarge(); });
+  $("large-zoom").addEventListener("click", () => openZoom());
+  $("zoom-button").addEventListener("click", (e) => { e.target.blur(); openZoom(); });
+  $("zoom-close").addEventListener("click", () => closeZoom());
+  $("show-subject").addEventListener("change", (e) => { setShowSubject(e.target.checked); e.target.blur(); });
+  window.addEventListener("resize", () => { if (state.large) renderLarge(); renderZoom(); });
   largeImg.addEventListener("load", () => { if (state.large) renderLarge(); });
 
   document.addEventListener("keydown", (e) => {
@@ -554,6 +697,23 @@
       return;
     }
     const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (state.zoom) {
+      // The 100% view only looks: arrows pan, Z or Esc leave it; decisions wait for the grid or the large view.
+      const zoomKeys = {
+        z: () => closeZoom(),
+        Escape: () => closeZoom(),
+        s: () => setShowSubject(!state.showSubject),
+        ArrowRight: () => panBy(1, 0),
+        ArrowLeft: () => panBy(-1, 0),
+        ArrowDown: () => panBy(0, 1),
+        ArrowUp: () => panBy(0, -1),
+      }[key];
+      if (zoomKeys) {
+        e.preventDefault();
+        zoomKeys();
+      }
+      return;
+    }
     const handled = {
       Enter: () => accept(e.shiftKey),
       a: () => accept(e.shiftKey),
@@ -571,6 +731,8 @@
       " ": () => (state.large ? closeLarge() : openLarge()),
       v: () => (state.large ? closeLarge() : openLarge()),
       Escape: () => closeLarge(),
+      z: () => openZoom(),
+      s: () => setShowSubject(!state.showSubject),
       "?": () => $("keys").classList.toggle("shown"),
     }[key];
     if (handled) {
