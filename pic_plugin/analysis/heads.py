@@ -4,7 +4,7 @@ GAIC-style RoI + RoD pooling of candidate crops.
 The head (``pic_plugin/data/feature_head.pt``, retrained by ``scripts/train_feature_head.py``) fuses the
 backbone's stride 8/16/32 maps and reduces them to ``FEATURE_CHANNELS`` channels *before* any pooling (GAIC's
 lesson: reducing after pooling is slower), and predicts where the main subject is, trained on human subject
-masks and on an offline teacher's pseudo-masks of ~400 more photos (``research/subject_head_training.py``).
+masks.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from pic_plugin.research.prior_training import (
     well_composed_paths,
 )
 
-SHIPPED = PriorConfig(steps=1500, teacher_masks=True)
+SHIPPED = PriorConfig(steps=1500)
 
 
 def weights_version(net: PicNet) -> str:
