@@ -15,6 +15,8 @@ from pathlib import Path
 
 import defusedxml.ElementTree as DET
 
+from pic_plugin.core.geometry import Box
+
 REAL = Path(__file__).parent / "data" / "digikam-real"
 
 
@@ -270,3 +272,22 @@ def digikam_library(root: Path) -> Path:
         shutil.copy(REAL / name, lib / name)
     return lib
 
+
+# --- a Lightroom sidecar with a crop (issue 15.7: darktable imports it on the first darkroom load) ----------------
+
+LR_SIZE = (600, 400)
+LR_CROP = Box(0.1, 0.1, 0.7, 0.9)  # 360 x 320 px of the 600 x 400 photo
+
+
+def lightroom_xmp(has_crop: str = "True", crop: Box = LR_CROP, angle: float = 0.0) -> str:
+    """What Lightroom Classic writes for a cropped JPEG (attribute form, as Lr <= 6 and Lr Classic do)."""
+    return f"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"
+ xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"
+ xmp:CreatorTool="Adobe Photoshop Lightroom Classic 12.0 (Windows)"
+ tiff:ImageWidth="{LR_SIZE[0]}" tiff:ImageLength="{LR_SIZE[1]}" tiff:Orientation="1"
+ crs:Version="15.0" crs:ProcessVersion="11.0"
+ crs:CropTop="{crop.top}" crs:CropLeft="{crop.left}" crs:CropBottom="{crop.bottom}" crs:CropRight="{crop.right}"
+ crs:CropAngle="{angle}" crs:CropConstrainToWarp="0" crs:HasCrop="{has_crop}" crs:HasSettings="True"/>
+</rdf:RDF></x:xmpmeta>
+"""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from editor_fixtures import LR_SIZE, lightroom_xmp
 from PIL import Image
 
 from conftest import jpeg_bytes, make_photo
@@ -21,36 +22,20 @@ from pic_plugin.editors.picns import read_record
 from pic_plugin.editors.sidecars import write_suggestion
 from pic_plugin.editors.xmp import parse_xmp
 
-SIZE = (600, 400)
-LR_CROP = Box(0.1, 0.1, 0.7, 0.9)  # 360 x 320 px of the 600 x 400 photo
 PIC_CROP = Box(0.2, 0.1, 0.8, 0.7)
-
-
-def lightroom_xmp(has_crop: str = "True", crop: Box = LR_CROP, angle: float = 0.0) -> str:
-    """What Lightroom Classic writes for a cropped JPEG (attribute form, as Lr <= 6 and Lr Classic do)."""
-    return f"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"
- xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"
- xmp:CreatorTool="Adobe Photoshop Lightroom Classic 12.0 (Windows)"
- tiff:ImageWidth="{SIZE[0]}" tiff:ImageLength="{SIZE[1]}" tiff:Orientation="1"
- crs:Version="15.0" crs:ProcessVersion="11.0"
- crs:CropTop="{crop.top}" crs:CropLeft="{crop.left}" crs:CropBottom="{crop.bottom}" crs:CropRight="{crop.right}"
- crs:CropAngle="{angle}" crs:CropConstrainToWarp="0" crs:HasCrop="{has_crop}" crs:HasSettings="True"/>
-</rdf:RDF></x:xmpmeta>
-"""
 
 
 def photo(folder: Path, lr: str | None = None, name: str = "IMG") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     img = folder / f"{name}.jpg"
-    img.write_bytes(jpeg_bytes(make_photo(*SIZE, seed=1)))
+    img.write_bytes(jpeg_bytes(make_photo(*LR_SIZE, seed=1)))
     if lr is not None:
         (folder / f"{name}.xmp").write_text(lr)
     return img
 
 
 def suggestion(crop: Box = PIC_CROP) -> Suggestion:
-    return Suggestion(path="", crop=crop, score=1.0, ratio="free", size=SIZE, model="t")
+    return Suggestion(path="", crop=crop, score=1.0, ratio="free", size=LR_SIZE, model="t")
 
 
 def crop_entries(img: Path) -> list[str]:
@@ -173,7 +158,7 @@ def test_an_accepted_crop_beside_an_imported_lightroom_crop_adds_no_darktable_en
     assert write_suggestion(img, suggestion(), 1).status("darktable") == "written"  # pic's entry, before Lightroom
     (tmp_path / "IMG.xmp").write_text(lightroom_xmp())
     lr_before = (tmp_path / "IMG.xmp").read_bytes()
-    report = write_user_crop(img, PIC_CROP, 1, size=SIZE, force=True)  # as the review page writes it
+    report = write_user_crop(img, PIC_CROP, 1, size=LR_SIZE, force=True)  # as the review page writes it
     dt = report.results["darktable"]
     assert report.ok and dt.status == "skipped"
     assert "Lightroom crop in IMG.xmp" in dt.message and "crop twice" in dt.message and "taken out" in dt.message
@@ -188,7 +173,7 @@ def test_an_accepted_crop_written_to_crs_is_not_doubled_by_a_darktable_entry(tmp
     from pic_plugin.editors.user_crop import write_user_crop
 
     img = photo(tmp_path, lightroom_xmp())
-    report = write_user_crop(img, PIC_CROP, 1, targets=("pic", "darktable", "crs"), size=SIZE, force=True)
+    report = write_user_crop(img, PIC_CROP, 1, targets=("pic", "darktable", "crs"), size=LR_SIZE, force=True)
     assert report.status("crs") == "written" and report.status("darktable") == "skipped"
     assert "takes this crop from IMG.xmp" in report.results["darktable"].message
     assert crop_entries(img) == []
@@ -204,5 +189,5 @@ def test_an_accepted_crop_once_darktable_loaded_the_photo_is_a_darktable_entry(t
         ' darktable:raw_params="0" darktable:auto_presets_applied="1" darktable:history_end="0"'
         ' darktable:iop_order_version="2"><darktable:history><rdf:Seq/></darktable:history>'
         '</rdf:Description></rdf:RDF></x:xmpmeta>')
-    assert write_user_crop(img, PIC_CROP, 1, size=SIZE, force=True).status("darktable") == "written"
+    assert write_user_crop(img, PIC_CROP, 1, size=LR_SIZE, force=True).status("darktable") == "written"
     assert crop_entries(img) == ["crop"]

@@ -137,7 +137,7 @@ def test_a_lightroom_crop_darktable_will_import_is_kept_for_an_imported_photo(li
                                                                                loaded: bool) -> None:
     """Issue 15.7: darktable imports IMG.xmp's crop on the photo's first darkroom load (images.flags without
     DT_IMAGE_AUTO_PRESETS_APPLIED); pic's crop applied by the plugin before that would be cropped again."""
-    from tests.editors.test_sidecars_lightroom_import import lightroom_xmp
+    from editor_fixtures import lightroom_xmp
 
     photos, db = library
     con = sqlite3.connect(db)
