@@ -41,16 +41,11 @@ from pic_plugin.analysis.composition import summarize_subject  # noqa: E402
 from pic_plugin.core.geometry import Box, iou  # noqa: E402
 from pic_plugin.imaging.decode import decode  # noqa: E402
 from pic_plugin.research.datasets import SubjectPhoto, subject_photos  # noqa: E402
+from pic_plugin.research.subject_head_training import annotation_source  # noqa: E402
 
 FULL_FRAME = Box(0.0, 0.0, 1.0, 1.0)
 SCORES = (0.2, 0.3, 0.4, 0.5)
 DETECT_FLOOR = 0.1  # detections kept per photo (each rule then applies its own score)
-
-
-def source_of(photo: SubjectPhoto) -> str:
-    """The annotation set: the folder under photos/ of the mask (SOD and RITM Berkeley share BSDS images)."""
-    parts = photo.mask.parts
-    return parts[parts.index("photos") + 1] if "photos" in parts else photo.mask.parent.name
 
 
 def boxes_for(photo: SubjectPhoto) -> dict[str, Any]:
@@ -59,7 +54,7 @@ def boxes_for(photo: SubjectPhoto) -> dict[str, Any]:
     dets = subject_detector.detect_objects(decoded.pixels, min_score=DETECT_FLOOR)
     row: dict[str, Any] = {
         "image": str(photo.image),
-        "source": source_of(photo),
+        "source": annotation_source(photo),
         "split": photo.split,
         "human": list(photo.subject_box),
         "pic_map": list(map_box),

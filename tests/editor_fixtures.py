@@ -291,3 +291,13 @@ def lightroom_xmp(has_crop: str = "True", crop: Box = LR_CROP, angle: float = 0.
  crs:CropAngle="{angle}" crs:CropConstrainToWarp="0" crs:HasCrop="{has_crop}" crs:HasSettings="True"/>
 </rdf:RDF></x:xmpmeta>
 """
+
+
+#: darktable 2.x's history format (``xmp_version`` 1): pic does not append to it (``UnsupportedSidecarError``).
+XMP_V1 = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="1"
+ darktable:raw_params="0" darktable:history_end="1">
+ <darktable:history><rdf:Seq><rdf:li darktable:num="0" darktable:operation="flip" darktable:enabled="1"
+  darktable:modversion="2" darktable:params="ffffffff"/></rdf:Seq></darktable:history>
+</rdf:Description></rdf:RDF></x:xmpmeta>
+"""

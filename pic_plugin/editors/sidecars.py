@@ -242,15 +242,7 @@ def lightroom_crop(image: Path) -> ImportedCrop | None:
         return None
     if c is None or not c.is_crop_to_apply:
         return None
-    own_text = lr.get(picns.NS_PIC, "CrsCrop")
-    mine = False
-    if own_text is not None:
-        try:
-            own = picns.parse_box(own_text)
-            mine = c.angle == 0.0 and all(abs(a - b) <= 1e-9 for a, b in zip(c.corners, own, strict=True))
-        except SidecarError:
-            mine = False
-    return ImportedCrop(path, c, mine)
+    return ImportedCrop(path, c, _is_pics_crs_crop(lr, c))
 
 
 def _left_to_lightroom_crop(imported: ImportedCrop, force: bool, dropped_own: bool) -> DarktableWrite:
@@ -444,12 +436,16 @@ def _crs_found(doc: XmpDocument, path: Path, orientation: int) -> list[FoundCrop
     if c.orientation != orientation:
         detail["notes"].append(f"tiff:Orientation {c.orientation} differs from the EXIF orientation {orientation}: "
                                "the crop is given by content in pic's frame")
+    return [FoundCrop(c.in_frame(orientation), "crs", detail, approximate, _is_pics_crs_crop(doc, c))]
+
+
+def _is_pics_crs_crop(doc: XmpDocument, c: crs.CrsCrop) -> bool:
+    """Whether the crs crop is the one pic wrote (its own record keeps a copy in ``pic:CrsCrop``)."""
     own_text = doc.get(picns.NS_PIC, "CrsCrop")
-    mine = False
-    if own_text is not None:
-        try:
-            own = picns.parse_box(own_text)
-            mine = c.angle == 0.0 and all(abs(a - b) <= 1e-9 for a, b in zip(c.corners, own, strict=True))
-        except SidecarError:
-            mine = False
-    return [FoundCrop(c.in_frame(orientation), "crs", detail, approximate, mine)]
+    if own_text is None:
+        return False
+    try:
+        own = picns.parse_box(own_text)
+    except SidecarError:
+        return False
+    return c.angle == 0.0 and all(abs(a - b) <= 1e-9 for a, b in zip(c.corners, own, strict=True))

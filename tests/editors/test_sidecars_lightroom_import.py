@@ -25,6 +25,15 @@ from pic_plugin.editors.xmp import parse_xmp
 PIC_CROP = Box(0.2, 0.1, 0.8, 0.7)
 
 
+#: darktable's own sidecar after a darkroom load: auto-presets applied (it no longer reads IMG.xmp), no crop.
+DARKTABLE_LOADED = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="5"'
+    ' darktable:raw_params="0" darktable:auto_presets_applied="1" darktable:history_end="0"'
+    ' darktable:iop_order_version="2"><darktable:history><rdf:Seq/></darktable:history>'
+    '</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
 def photo(folder: Path, lr: str | None = None, name: str = "IMG") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     img = folder / f"{name}.jpg"
@@ -93,13 +102,7 @@ def test_no_crop_to_import_means_a_normal_write(tmp_path: Path, lr: str) -> None
 
 def test_once_darktable_loaded_the_photo_it_no_longer_reads_img_xmp(tmp_path: Path) -> None:
     img = photo(tmp_path, lightroom_xmp())
-    # darktable's own sidecar after a darkroom load: auto-presets applied, no crop (IMG.xmp came later)
-    darktable.sidecar_path(img).write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="5"'
-        ' darktable:raw_params="0" darktable:auto_presets_applied="1" darktable:history_end="0"'
-        ' darktable:iop_order_version="2"><darktable:history><rdf:Seq/></darktable:history>'
-        '</rdf:Description></rdf:RDF></x:xmpmeta>')
+    darktable.sidecar_path(img).write_text(DARKTABLE_LOADED)
     assert write_suggestion(img, suggestion(), 1).status("darktable") == "written"
 
 
@@ -183,11 +186,6 @@ def test_an_accepted_crop_once_darktable_loaded_the_photo_is_a_darktable_entry(t
     from pic_plugin.editors.user_crop import write_user_crop
 
     img = photo(tmp_path, lightroom_xmp())
-    darktable.sidecar_path(img).write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="5"'
-        ' darktable:raw_params="0" darktable:auto_presets_applied="1" darktable:history_end="0"'
-        ' darktable:iop_order_version="2"><darktable:history><rdf:Seq/></darktable:history>'
-        '</rdf:Description></rdf:RDF></x:xmpmeta>')
+    darktable.sidecar_path(img).write_text(DARKTABLE_LOADED)
     assert write_user_crop(img, PIC_CROP, 1, size=LR_SIZE, force=True).status("darktable") == "written"
     assert crop_entries(img) == ["crop"]

@@ -17,19 +17,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from editor_fixtures import XMP_V1
 
 from conftest import jpeg_bytes, make_photo
 from pic_cli.main import cli
 from pic_plugin.core import jsontext
 from pic_plugin.library.catalog import Catalog
-
-XMP_V1 = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="1"
- darktable:raw_params="0" darktable:history_end="1">
- <darktable:history><rdf:Seq><rdf:li darktable:num="0" darktable:operation="flip" darktable:enabled="1"
-  darktable:modversion="2" darktable:params="ffffffff"/></rdf:Seq></darktable:history>
-</rdf:Description></rdf:RDF></x:xmpmeta>
-"""
 
 
 def batch(*args: str) -> tuple[int, list[dict], str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import watch_standins as ws
+from editor_fixtures import XMP_V1
 from watch_helpers import darktable_edit, fast_options, running_watcher, wait_for
 
 from conftest import TEST_DATA, jpeg_bytes, make_photo
@@ -151,14 +152,6 @@ def test_a_digikam_version_teaches_the_crop_of_its_original(tmp_path: Path, cata
         assert crops[0]["detail"]["editor"] == "digikam" and crops[0]["weight"] > 0
 
 
-#: darktable 2.x's history format (``xmp_version`` 1): pic does not append to it (``UnsupportedSidecarError``).
-XMP_V1 = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
-<rdf:Description rdf:about="" xmlns:darktable="http://darktable.sf.net/" darktable:xmp_version="1"
- darktable:raw_params="0" darktable:history_end="1">
- <darktable:history><rdf:Seq><rdf:li darktable:num="0" darktable:operation="flip" darktable:enabled="1"
-  darktable:modversion="2" darktable:params="ffffffff"/></rdf:Seq></darktable:history>
-</rdf:Description></rdf:RDF></x:xmpmeta>
-"""
 
 
 def test_an_unsupported_sidecar_is_reported_once_and_tried_again_when_it_changes(tmp_path: Path,
