@@ -13,7 +13,8 @@ For every photo of ``pic_plugin.research.datasets.subject_photos()`` (decoded as
 - ``det:<rule>@<score>+map``: the union of the detector's pick and pic's map box (the map box alone without one);
 - ``full_frame``: the whole photo, the floor.
 
-Mean box IoU is reported. Timing: seconds per photo of ``detect_objects`` and of ``features.analyze`` on the
+Mean box IoU is reported. (Leaving one source out, with the subject head retrained without it, is
+``scripts/measure_subject_loso.py``; the fusion is chosen by ``scripts/choose_subject_fusion.py``.) Timing: seconds per photo of ``detect_objects`` and of ``features.analyze`` on the
 first ``--time-photos`` photos, with torch at 1 and at 2 threads (each after one warm-up call).
 
     python scripts/measure_subject_boxes.py [--json build/subject-boxes.json] [--time-photos 60] [--limit N]
@@ -101,49 +102,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     return table
 
 
-def loso(rows: list[dict[str, Any]], out: Any = sys.stdout) -> dict[str, dict[str, float]]:
-    """Leave one annotation source out: the fusion's threshold is chosen on the other sources, measured on the one
-    left out. Only ``test``-split photos count (pic's subject head learned from the ``train`` split of every
-    source, so its map is only unseen there)."""
-    from pic_plugin.analysis.subject import OBJECT_MIN_SCORE, join, main_object
-
-    test = [r for r in rows if r["split"] == "test"]
-    sources = sorted({r["source"] for r in test})
-
-    def dets(r: dict[str, Any]) -> list[Any]:
-        return [subject_detector.Detection(Box(*d["box"]), d["score"], d["label"]) for d in r["detections"]]
-
-    def fused(r: dict[str, Any], t: float) -> Box:
-        return join(Box(*r["pic_map"]), main_object(dets(r), t))
-
-    def mean(rs: list[dict[str, Any]], f: Any) -> float:
-        return statistics.fmean(iou(f(r), Box(*r["human"])) for r in rs) if rs else float("nan")
-
-    thresholds = (0.2, 0.3, 0.4, 0.5, 0.6)
-    result: dict[str, dict[str, float]] = {}
-    print("\nleave one source out (test-split photos of the source left out; threshold chosen on the others):", file=out)
-    print(f"{'source left out':28s} {'n':>4s} {'map':>6s} {'objects':>8s} {'fused':>6s} {'chosen t':>9s} {'fused@0.4':>10s} {'frame':>6s}", file=out)
-    for s in sources:
-        tune, held = [r for r in test if r["source"] != s], [r for r in test if r["source"] == s]
-        t = max(thresholds, key=lambda th: mean(tune, lambda r, th=th: fused(r, th)))
-        row = {
-            "n": len(held),
-            "map": mean(held, lambda r: Box(*r["pic_map"])),
-            "objects": mean(held, lambda r, t=t: (o.box if (o := main_object(dets(r), t)) else FULL_FRAME)),
-            "fused": mean(held, lambda r, t=t: fused(r, t)),
-            "threshold": t,
-            "shipped": mean(held, lambda r: fused(r, OBJECT_MIN_SCORE)),
-            "frame": mean(held, lambda r: FULL_FRAME),
-        }
-        result[s] = row
-        print(f"{s:28s} {row['n']:4d} {row['map']:6.3f} {row['objects']:8.3f} {row['fused']:6.3f} {t:9.1f} {row['shipped']:10.3f} {row['frame']:6.3f}", file=out)
-    keys = ("map", "objects", "fused", "shipped", "frame")
-    avg = {k: statistics.fmean(result[s][k] for s in sources) for k in keys}
-    print(f"{'mean over sources':28s} {'':4s} {avg['map']:6.3f} {avg['objects']:8.3f} {avg['fused']:6.3f} {'':9s} {avg['shipped']:10.3f} {avg['frame']:6.3f}", file=out)
-    result["mean"] = avg
-    return result
-
-
 def time_calls(photos: list[SubjectPhoto], threads: int) -> dict[str, float]:
     torch.set_num_threads(threads)
     images = [decode(p.image) for p in photos]
@@ -165,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
     parser.add_argument("--time-photos", type=int, default=60, help="photos for the timing runs (0: no timing)")
     parser.add_argument("--reuse", action="store_true", help="summarize the --json file again without running")
-    parser.add_argument("--loso", action="store_true", help="only the leave-one-source-out table of the fusion")
     args = parser.parse_args(argv)
 
     if args.reuse:
@@ -189,9 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "timing": timing}))
 
-    if args.loso:
-        loso(rows)
-        return 0
     table = summarize(rows)
     headline = ["pic_map", "full_frame"] + [f"det:{r}@0.3" for r in subject_detector.PICK_RULES]
     headline += ["det:score_sqrt_area@0.2", "det:score_sqrt_area@0.4", "det:score_sqrt_area@0.3|map"]
