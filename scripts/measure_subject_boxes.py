@@ -14,7 +14,8 @@ For every photo of ``pic_plugin.research.datasets.subject_photos()`` (decoded as
 - ``full_frame``: the whole photo, the floor.
 
 Mean box IoU is reported. (Leaving one source out, with the subject head retrained without it, is
-``scripts/measure_subject_loso.py``; the fusion is chosen by ``scripts/choose_subject_fusion.py``.) Timing: seconds per photo of ``detect_objects`` and of ``features.analyze`` on the
+``scripts/measure_subject_loso.py``; the fusion is chosen by ``scripts/choose_subject_fusion.py``.)
+Timing: seconds per photo of ``detect_objects`` and of ``features.analyze`` on the
 first ``--time-photos`` photos, with torch at 1 and at 2 threads (each after one warm-up call).
 
     python scripts/measure_subject_boxes.py [--json build/subject-boxes.json] [--time-photos 60] [--limit N]
