@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
 import warnings
@@ -16,9 +17,18 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from pic_plugin.core.geometry import Box
+
 NS_DT = "{http://darktable.sf.net/}"
 NS_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 DONE = "DONE"
+
+# exposure v6 as darktable 4.2 writes it (layout read from a real darkroom edit: mode, black, exposure EV,
+# deflicker percentile, deflicker target, compensate bias); -0.7 EV so nothing clips and the render stays comparable
+EXPOSURE_V6 = struct.pack("<iffffi", 0, 0.0, -0.7, 50.0, -4.0, 0).hex()
 
 
 def missing_programs() -> list[str]:
@@ -95,6 +105,7 @@ def run_darktable(
     timeout: float = 150,
     start_timeout: float = 45,
     attempts: int = 2,
+    library: str = ":memory:",
 ) -> DarktableRun:
     """Start darktable on ``images_dir`` with ``plugin`` loaded from luarc and ``driver_lua`` run via --luacmd.
 
@@ -102,11 +113,13 @@ def run_darktable(
     ``DONE``; darktable is killed then (or at ``timeout``). A start that never reaches the driver (seen now and
     then on a loaded machine: darktable sits in its start-up) is retried with a fresh config, and so is a darktable
     that died before the driver was done (darktable 4.2 crashed once in CI in the darkroom, not reproduced in tens of
-    local runs); the crash is reported as a warning, and a second crash fails the test with the log.
+    local runs); the crash is reported as a warning, and a second crash fails the test with the log. ``library`` is
+    darktable's ``--library``: a file keeps what darktable wrote for the next run (a killed darktable leaves its lock
+    file, which the next darktable removes since its process is gone).
     """
     for attempt in range(1, attempts + 1):
         run = _run_once(workdir / f"attempt{attempt}", images_dir, driver_lua, plugin, prefs, xvfb, timeout,
-                        start_timeout)
+                        start_timeout, library)
         if run.lines and not run.crashed:
             return run
         if run.crashed and attempt < attempts:
@@ -117,7 +130,7 @@ def run_darktable(
 
 def _run_once(
     workdir: Path, images_dir: Path, driver_lua: str, plugin: Path, prefs: dict[str, str], xvfb: Xvfb,
-    timeout: float, start_timeout: float,
+    timeout: float, start_timeout: float, library: str,
 ) -> DarktableRun:
     workdir.mkdir(parents=True)
     config = workdir / "dtconfig"
@@ -137,7 +150,7 @@ def _run_once(
     env = dict(os.environ, DISPLAY=xvfb.display, HOME=str(workdir), LANG="C.UTF-8", LC_ALL="C.UTF-8")
     env.pop("WAYLAND_DISPLAY", None)
     cmd = [
-        "darktable", "--configdir", str(config), "--library", ":memory:", "--cachedir", str(workdir / "cache"),
+        "darktable", "--configdir", str(config), "--library", library, "--cachedir", str(workdir / "cache"),
         "--luacmd", f"dofile({_lua_string(str(driver))})", str(images_dir),
     ]
     with open(log, "wb") as log_fh:
@@ -192,3 +205,21 @@ def read_history(sidecar: Path) -> tuple[list[Entry], int]:
 
 def active(entries: list[Entry], end: int) -> list[Entry]:
     return [e for e in entries if e.num < end]
+
+
+def lua_bytes(text: str) -> str:
+    """A Lua string literal holding ``text``'s file-system bytes, whatever they are (quotes, newlines, ...)."""
+    return '"' + "".join(f"\\{b}" for b in os.fsencode(text)) + '"'
+
+
+def similarity(a: Image.Image, b: Image.Image) -> float:
+    """Correlation of two images' 32x32 grey thumbnails: near 1 for the same picture, whatever the sizes."""
+    x = np.asarray(a.convert("L").resize((32, 32)), dtype=np.float64).ravel()
+    y = np.asarray(b.convert("L").resize((32, 32)), dtype=np.float64).ravel()
+    x, y = x - x.mean(), y - y.mean()
+    return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
+
+
+def region(upright: Image.Image, box: Box) -> Image.Image:
+    w, h = upright.size
+    return upright.crop((round(box.left * w), round(box.top * h), round(box.right * w), round(box.bottom * h)))

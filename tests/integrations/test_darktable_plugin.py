@@ -25,7 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from darktable_gui import Xvfb, active, missing_programs, read_history, run_darktable
+from darktable_gui import (
+    EXPOSURE_V6,
+    Xvfb,
+    active,
+    lua_bytes,
+    missing_programs,
+    read_history,
+    region,
+    run_darktable,
+    similarity,
+)
 from PIL import Image, ImageOps
 
 from conftest import REPO_ROOT, jpeg_bytes, make_photo, missing_requirement
@@ -40,9 +50,6 @@ PIC = Path(sys.executable).with_name("pic")
 SCREENSHOT = ROOT / "docs" / "darktable-module.png"
 SCREENSHOT_DARKROOM = ROOT / "docs" / "darktable-darkroom.png"
 
-# exposure v6 as darktable 4.2 writes it (layout read from a real darkroom edit: mode, black, exposure EV,
-# deflicker percentile, deflicker target, compensate bias); -0.7 EV so nothing clips and the render stays comparable
-EXPOSURE_V6 = struct.pack("<iffffi", 0, 0.0, -0.7, 50.0, -4.0, 0).hex()
 USER_CROP = Box(0.2, 0.1, 0.9, 0.8)
 
 IMAGES = {  # label -> file name
@@ -192,10 +199,6 @@ end)
 """
 
 
-def _lua(text: str) -> str:
-    return '"' + "".join(f"\\{b}" for b in os.fsencode(text)) + '"'
-
-
 def _fake_pic(path: Path, record: Path) -> Path:
     path.write_text(
         f"#!{sys.executable}\n"
@@ -216,18 +219,6 @@ def _render(darktable_cli: str, image: Path, sidecar: Path, out: Path, tmp: Path
     subprocess.run([darktable_cli, str(image), str(sidecar), str(out), "--core", "--configdir", str(cfg)],
                    check=True, capture_output=True, timeout=120)
     return Image.open(out).convert("L")
-
-
-def _similarity(a: Image.Image, b: Image.Image) -> float:
-    x = np.asarray(a.convert("L").resize((32, 32)), dtype=np.float64).ravel()
-    y = np.asarray(b.convert("L").resize((32, 32)), dtype=np.float64).ravel()
-    x, y = x - x.mean(), y - y.mean()
-    return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
-
-
-def _region(upright: Image.Image, box: Box) -> Image.Image:
-    w, h = upright.size
-    return upright.crop((round(box.left * w), round(box.top * h), round(box.right * w), round(box.bottom * h)))
 
 
 def _moved(box: Box) -> Box:
@@ -272,9 +263,9 @@ def session(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     record = tmp / "fake-pic.json"
     fake = _fake_pic(tmp / "fake-pic", record)
     header = (
-        f"STAGE = {_lua(str(stage))}\nSHOTS = {_lua(str(shots))}\nEXPOSURE_STYLE = {_lua(str(exposure))}\n"
-        f"USER_CROP_STYLE = {_lua(str(user_crop))}\nFAKE_PIC = {_lua(str(fake))}\n"
-        "IMAGES = {" + ", ".join(f"{k} = {_lua(v)}" for k, v in IMAGES.items()) + "}\n"
+        f"STAGE = {lua_bytes(str(stage))}\nSHOTS = {lua_bytes(str(shots))}\nEXPOSURE_STYLE = {lua_bytes(str(exposure))}\n"
+        f"USER_CROP_STYLE = {lua_bytes(str(user_crop))}\nFAKE_PIC = {lua_bytes(str(fake))}\n"
+        "IMAGES = {" + ", ".join(f"{k} = {lua_bytes(v)}" for k, v in IMAGES.items()) + "}\n"
         "LABELS = {" + ", ".join(f'"{k}"' for k in IMAGES) + "}\n"
     )
     prefs = {
@@ -346,15 +337,15 @@ def test_rendered_result_shows_the_suggested_crop(session, darktable_cli, tmp_pa
         box = _box(run.value(f"crop_{label}"))
         upright = ImageOps.exif_transpose(Image.open(image))
         rendered = _render(darktable_cli, image, stage / f"applied-{label}.xmp", tmp_path / f"{label}.jpg", tmp_path)
-        want = _region(upright, box)
+        want = region(upright, box)
         assert rendered.width / rendered.height == pytest.approx(4 / 5, rel=0.02), label
-        assert _similarity(rendered, want) > 0.9, label
+        assert similarity(rendered, want) > 0.9, label
         # and it is this crop, not a neighbour: the same-size window moved by half the free room (a 4:5 crop of a
         # 2:3 or 3:2 frame always leaves >= 1/6 of the frame free on one axis) matches clearly worse
-        assert _similarity(rendered, want) > _similarity(rendered, _region(upright, _moved(box))) + 0.02, label
+        assert similarity(rendered, want) > similarity(rendered, region(upright, _moved(box))) + 0.02, label
     exported = Image.open(stage / "exported-applied-edited.jpg")  # darktable's own export inside the session
     assert exported.width / exported.height == pytest.approx(4 / 5, rel=0.02)
-    assert _similarity(exported, _region(Image.open(photos / IMAGES["edited"]), _box(run.value("crop_edited")))) > 0.9
+    assert similarity(exported, region(Image.open(photos / IMAGES["edited"]), _box(run.value("crop_edited")))) > 0.9
 
 
 def test_undo_restores_the_previous_crop(session):
