@@ -106,6 +106,7 @@ def run_darktable(
     start_timeout: float = 45,
     attempts: int = 2,
     library: str = ":memory:",
+    plugin_dir: str = "",
 ) -> DarktableRun:
     """Start darktable on ``images_dir`` with ``plugin`` loaded from luarc and ``driver_lua`` run via --luacmd.
 
@@ -115,11 +116,12 @@ def run_darktable(
     that died before the driver was done (darktable 4.2 crashed once in CI in the darkroom, not reproduced in tens of
     local runs); the crash is reported as a warning, and a second crash fails the test with the log. ``library`` is
     darktable's ``--library``: a file keeps what darktable wrote for the next run (a killed darktable leaves its lock
-    file, which the next darktable removes since its process is gone).
+    file, which the next darktable removes since its process is gone). ``plugin_dir`` (e.g. ``contrib``, as
+    lua-scripts keeps it): the plugin is copied there and luarc stays empty, so the driver loads it itself.
     """
     for attempt in range(1, attempts + 1):
         run = _run_once(workdir / f"attempt{attempt}", images_dir, driver_lua, plugin, prefs, xvfb, timeout,
-                        start_timeout, library)
+                        start_timeout, library, plugin_dir)
         if run.lines and not run.crashed:
             return run
         if run.crashed and attempt < attempts:
@@ -130,13 +132,13 @@ def run_darktable(
 
 def _run_once(
     workdir: Path, images_dir: Path, driver_lua: str, plugin: Path, prefs: dict[str, str], xvfb: Xvfb,
-    timeout: float, start_timeout: float, library: str,
+    timeout: float, start_timeout: float, library: str, plugin_dir: str,
 ) -> DarktableRun:
     workdir.mkdir(parents=True)
     config = workdir / "dtconfig"
-    (config / "lua").mkdir(parents=True)
-    shutil.copy(plugin, config / "lua" / plugin.name)
-    (config / "luarc").write_text(f'require "{plugin.stem}"\n')
+    (config / "lua" / plugin_dir).mkdir(parents=True)
+    shutil.copy(plugin, config / "lua" / plugin_dir / plugin.name)
+    (config / "luarc").write_text("" if plugin_dir else f'require "{plugin.stem}"\n')
     rc = {
         "ui_last/window_x": "0", "ui_last/window_y": "0", "ui_last/window_w": "1280", "ui_last/window_h": "800",
         "plugins/lighttable/preview/max_in_memory_images": "4",

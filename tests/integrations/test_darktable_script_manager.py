@@ -1,8 +1,9 @@
-"""pic.lua under lua-scripts' script manager (issue 14.2) and finding the right pic (14.5), in plain lua5.4.
+"""pic.lua under lua-scripts' script manager (issue 14.2) and finding the right pic (14.5).
 
-The harness (script_manager_harness.lua) reproduces script_manager's start / stop / start again and a darktable
-restart, and darktable's refusal to register a shortcut twice; the real darktable runs the plugin in
-test_darktable_plugin.py.
+In plain lua5.4, the harness (script_manager_harness.lua) reproduces script_manager's start / stop / start again and
+a darktable restart, and darktable's refusal to register a shortcut twice. The same start / stop / start again
+then runs in the real darktable 4.2 GUI (``test_start_stop_start_in_the_real_darktable``), which raises that refusal
+itself ("key '...' already registered for event shortcut") when the plugin registers twice.
 """
 
 from __future__ import annotations
@@ -75,3 +76,76 @@ def test_a_missing_pic_is_a_clear_error_in_darktable_and_groffs_pic_never_runs(t
     assert v["start_ok"] == "true"
     assert v["start_last"].startswith("pic: pic not found: set 'pic: program'"), v["start_last"]
     assert "groff's pic is another program" in v["start_last"]
+
+
+# script_manager's cycle in the real darktable 4.2 (lua-scripts itself is not installed here: the driver does
+# what tools/script_manager.lua does, in the same order): start = require "contrib/pic" then show() (a lib that
+# hides), stop = destroy(), start again = restart(). After each, the plugin's own shortcut (a darktable action)
+# must run pic, or do nothing while stopped; darktable must log no Lua error.
+SCRIPT_MANAGER_CYCLE = r"""
+local dt = require "darktable"
+local out = io.open(PIC_TEST_OUT, "w")
+local function put(k, v) out:write(k, "\t", tostring(v), "\n") out:flush() end
+local ok, data = pcall(require, "contrib/pic")
+if ok and data.destroy_method == "hide" and data.show then ok, data = pcall(function() data.show() return data end) end
+put("start_ok", ok)
+if not ok then put("start_error", data) end
+
+dt.control.dispatch(function()
+  local fine, err = pcall(function()
+    local pic = data.api
+    local function wait_last(ms)
+      local n = 0
+      while (pic.last == nil or pic.busy) and n < ms / 100 do dt.control.sleep(100) n = n + 1 end
+    end
+    wait_last(30000)  -- the start-up check for pending crops
+    put("startup_last", pic.last and pic.last.text)
+    local function shortcut(tag, ms)
+      pic.last = nil
+      local good, why = pcall(dt.gui.action, "lua/pic: apply pending crops", 0, "", "", 1.0)
+      if not good then put(tag .. "_action_error", why) end
+      wait_last(ms)
+      put(tag .. "_last", pic.last and pic.last.text)
+      put(tag .. "_visible", dt.gui.libs.pic.visible)
+    end
+    shortcut("started", 30000)
+    local good, why = pcall(data.destroy)
+    put("stop_ok", good) if not good then put("stop_error", why) end
+    shortcut("stopped", 3000)
+    good, why = pcall(data.restart)
+    put("restart_ok", good) if not good then put("restart_error", why) end
+    shortcut("restarted", 30000)
+  end)
+  if not fine then put("error", err) end
+  out:write("DONE\n") out:close()
+end)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.darktable
+def test_start_stop_start_in_the_real_darktable(tmp_path: Path) -> None:
+    from darktable_gui import Xvfb, missing_programs, run_darktable
+
+    missing = missing_programs()
+    if missing:
+        missing_requirement(f"the darktable GUI test needs {', '.join(missing)} (apt-get install darktable xvfb x11-apps imagemagick)")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    prefs = {"lua/pic/executable": str(PIC), "lua/pic/catalog": str(tmp_path / "catalog.db")}
+    xvfb = Xvfb()
+    try:
+        run = run_darktable(tmp_path, photos, SCRIPT_MANAGER_CYCLE, PLUGIN, prefs, xvfb, plugin_dir="contrib")
+    finally:
+        xvfb.stop()
+    assert run.lines and run.lines[-1] == "DONE", f"driver stopped after {run.lines[-3:]}:\n{run.log_excerpt()}"
+    v = {line.partition("\t")[0]: line.partition("\t")[2] for line in run.lines}
+    assert v["start_ok"] == "true", v.get("start_error")  # the double registration failed here
+    assert not run.values("error"), run.values("error")
+    assert v["stop_ok"] == "true" and v["restart_ok"] == "true", v
+    assert v["startup_last"] == "pic: no pending crops", v
+    assert (v["started_last"], v["started_visible"]) == ("pic: no pending crops", "true"), v
+    assert (v["stopped_last"], v["stopped_visible"]) == ("nil", "false"), v  # stopped: the shortcut does nothing
+    assert (v["restarted_last"], v["restarted_visible"]) == ("pic: no pending crops", "true"), v
+    assert not [k for k in v if k.endswith("_action_error")], v
+    assert "LUA ERROR" not in run.log.read_text(errors="replace")
