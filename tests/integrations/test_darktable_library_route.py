@@ -253,6 +253,8 @@ def test_the_plugin_applies_what_waits_when_darktable_starts(story):
     for label in PIC_CROPS:
         ops = final[IMAGES[label]]
         assert ops[-1][0] == "crop" and ops[-1][2] == 1, (label, ops)
+        ratio_n, ratio_d = struct.unpack("<2i", ops[-1][1][16:24])  # the crop module shows 4:5, locked (14.3)
+        assert sorted(map(abs, (ratio_n, ratio_d))) == [4, 5], (label, ratio_n, ratio_d)
         assert "pic|applied" in second.value(f"tags_{label}").split(","), label
     edited = final[IMAGES["edited"]]
     assert edited[:-1] == story["after_edit"][IMAGES["edited"]]  # the user's edit as it was, pic's crop after it
