@@ -6,6 +6,8 @@ For each annotation source S (SOD/BSDS, RITM Berkeley, RITM COCO-MVal) and each 
 - ``human``: the head trained on the human masks of the other sources (every split);
 - ``human+teacher``: the same plus the teacher's pseudo-masks (``scripts/make_teacher_masks.py``) of every photo
   that holds no mask of S;
+- ``teacher-branch``: the ``human`` fold head with its CNN map frozen and only its subject branch trained further
+  on the ``human+teacher`` targets (the shipped recipe: the prior's inputs stay those it was trained on);
 
 the head is trained from scratch without any photo that holds a mask of S (SOD and RITM Berkeley share BSDS
 photos: such a photo is out of both), then measured on every mask of S. Per photo the box is what pic frames:
@@ -16,7 +18,7 @@ split of every source) is only fair on the ``test`` split of S, so that column i
 Needs ../shared/data; faces, objects and backbone taps are cached under build/. Prints the table the README's
 "Finding the subject" section shows and writes build/subject-loso.json.
 
-    python scripts/measure_subject_loso.py [--epochs 15] [--recipes human,human+teacher]
+    python scripts/measure_subject_loso.py [--epochs 15] [--recipes human,human+teacher,teacher-branch]
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def boxes(subject: np.ndarray, extra: dict[str, Any]) -> dict[str, Box]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=15)
-    ap.add_argument("--recipes", default="human,human+teacher")
+    ap.add_argument("--recipes", default="human,human+teacher,teacher-branch")
     ap.add_argument("--json", type=Path, default=REPO / "build" / "subject-loso.json")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -97,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     teacher = teacher_masks()
     recipes = args.recipes.split(",")
+    if "teacher-branch" in recipes and ("human" not in recipes or recipes.index("human") > recipes.index("teacher-branch")):
+        print("teacher-branch starts from the human fold head: list human before it", file=sys.stderr)
+        return 2
     if any("teacher" in r for r in recipes) and not teacher:
         print("no teacher masks: run scripts/make_teacher_masks.py first", file=sys.stderr)
         return 2
@@ -120,10 +125,13 @@ def main(argv: list[str] | None = None) -> int:
                                for k in ("map", "fused", "objects")}
         row["frame"] = statistics.fmean(iou(FULL, p.subject_box) for p in held)
         row["objects"] = statistics.fmean(iou(ref[id(p)]["objects"], p.subject_box) for p in held)
+        fold_heads = {}
         for recipe in recipes:
             targets = build_targets(human, teacher if "teacher" in recipe else {}, leave_out=s)
             t1 = time.perf_counter()
-            head = train_head(load_examples(targets, cache), epochs=args.epochs)
+            head = train_head(load_examples(targets, cache), epochs=args.epochs,
+                              keep_map=fold_heads["human"] if recipe == "teacher-branch" else None)
+            fold_heads[recipe] = head
             maps = {id(p): subject_map(head, cache.taps(p.image)) for p in held}
             got = {id(p): boxes(maps[id(p)], extras[photo_key(p.image)]) for p in held}
             row[recipe] = {

@@ -8,6 +8,10 @@ numbers on the ``test`` split against a centre-prior baseline. Needs ``../shared
 under ``build/subject-taps/``.
 
     python scripts/train_feature_head.py --teacher build/teacher-masks [--out pic_plugin/data/feature_head.pt]
+
+``--keep-map HEAD`` starts from HEAD (e.g. the shipped head, trained on human masks only) and trains only its subject
+branch: the reduced CNN map the prior was trained on stays as it is (the shipped recipe since stop 20:
+``--teacher build/teacher-masks --keep-map HEAD_TRAINED_ON_HUMAN_MASKS``).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--teacher", type=Path, default=None, help="teacher pseudo-masks folder (make_teacher_masks.py)")
+    ap.add_argument("--keep-map", type=Path, default=None,
+                    help="a feature head whose CNN map is kept frozen: only its subject branch is trained")
     args = ap.parse_args()
 
     np.random.seed(args.seed)
@@ -84,7 +90,12 @@ def main() -> int:
     n_teacher = sum(t.soft for t in targets)
     print(f"targets: {len(targets) - n_teacher} human + {n_teacher} teacher masks ({len(train_ex)} examples with "
           f"mirrors), {len(test_ex)} held-out masks; features in {time.time() - t0:.0f}s", flush=True)
-    head = train_head(train_ex, epochs=args.epochs, seed=args.seed)
+    keep = None
+    if args.keep_map:
+        keep = FeatureHead()
+        keep.load_state_dict(torch.load(args.keep_map, map_location="cpu", weights_only=True))
+        print(f"held-out, {args.keep_map} as it is: {evaluate(keep, test_ex)}")
+    head = train_head(train_ex, epochs=args.epochs, seed=args.seed, keep_map=keep)
     print(f"held-out: {evaluate(head, test_ex)}")
     head.eval()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,9 @@ def mask_target(mask: Path, soft: bool, flip: bool, size: tuple[int, int]) -> to
     return F.adaptive_avg_pool2d(t, size)[0, 0]
 
 
+SUBJECT_BRANCH = ("detail8.", "subject.")  # FeatureHead's parameters that only the subject map depends on
+
+
 def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     p = torch.sigmoid(logits)
     return 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
@@ -170,12 +173,22 @@ def train_head(
     epochs: int = 15,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    keep_map: FeatureHead | None = None,
 ) -> FeatureHead:
-    """The feature head trained from scratch on ``examples`` (BCE + Dice per photo, AdamW, cosine schedule)."""
+    """The feature head trained from scratch on ``examples`` (BCE + Dice per photo, AdamW, cosine schedule).
+
+    ``keep_map``: start from that head and train only its subject branch (``detail8``, ``subject``); the reduced
+    CNN map (``reduce*``) stays frozen as it is, so what the prior scores (it was trained on that map) does not move
+    while the subject improves.
+    """
     random.seed(seed)
     torch.manual_seed(seed)
     head = FeatureHead()
-    opt = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-3)
+    if keep_map is not None:
+        head.load_state_dict(keep_map.state_dict())
+        for name, param in head.named_parameters():
+            param.requires_grad_(name.startswith(SUBJECT_BRANCH))
+    opt = torch.optim.AdamW([q for q in head.parameters() if q.requires_grad], lr=3e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     order = list(range(len(examples)))
     for epoch in range(epochs):

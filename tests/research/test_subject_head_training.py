@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pic_plugin.analysis import backbone
+from pic_plugin.analysis.heads import FeatureHead
 from pic_plugin.core.geometry import Box
 from pic_plugin.research.datasets import SubjectPhoto
 from pic_plugin.research.subject_head_training import (
@@ -18,6 +20,7 @@ from pic_plugin.research.subject_head_training import (
     mask_target,
     photo_key,
     teacher_masks,
+    train_head,
 )
 
 
@@ -67,3 +70,21 @@ def test_human_masks_are_binarized_teacher_masks_stay_soft_and_mirrors_flip(tmp_
     assert torch.allclose(soft[:, 0], torch.full((4,), 100 / 255)) and soft[:, 1:].sum() == 0
     assert hard.sum() == 0  # below 0.5: not the subject in a human (binary) mask
     assert torch.allclose(mirrored[:, 3], soft[:, 0]) and mirrored[:, :3].sum() == 0
+
+
+def test_keep_map_trains_only_the_subject_branch() -> None:
+    """The shipped recipe: the reduced CNN map the prior was trained on stays bit for bit; the subject map learns."""
+    torch.manual_seed(1)
+    start = FeatureHead()
+    c8, c16, c32 = backbone.TAP_CHANNELS
+    taps = [torch.randn(1, c8, 8, 12), torch.randn(1, c16, 4, 6), torch.randn(1, c32, 2, 3)]
+    target = torch.zeros(8, 12)
+    target[2:6, 3:8] = 1.0
+    head = train_head([(taps, target, 1.0)], epochs=3, log=lambda _: None, keep_map=start)
+    with torch.inference_mode():
+        map_before, logits_before = start(taps)
+        map_after, logits_after = head(taps)
+    assert torch.equal(map_before, map_after)
+    assert not torch.allclose(logits_before, logits_after)
+    for name, value in head.state_dict().items():
+        assert torch.equal(value, start.state_dict()[name]) == (not name.startswith(("detail8.", "subject."))), name
