@@ -3,7 +3,7 @@
 ``DIR/index.html`` is plain HTML + CSS (no script, nothing loaded from outside, relative links only) with one
 card per photo: a thumbnail with the crop burnt in (outside dimmed, the crop outlined) beside the cropped
 result, the crop in pixels and ratio ("410 x 512, 4:5", or "no crop suggested" for the whole frame), the
-alternatives as small pictures of their own, the review status; the user's own crops are shown as theirs. ``DIR/thumbs/`` holds the images, ``DIR/
+alternatives as small pictures of their own, the subject pic framed (a thin yellow outline), the review status; the user's own crops are shown as theirs. ``DIR/thumbs/`` holds the images, ``DIR/
 suggestions.jsonl`` the same data in the JSON-lines contract of DESIGN section 3. Thumbnails come from the
 shared cache (``thumbnails.py``), so a report after a review decodes nothing again.
 """
@@ -30,6 +30,7 @@ from pic_plugin.library.pipeline import UNCROPPED_AREA
 DIM = 0.45  # brightness kept outside the crop
 CROP_COLOUR = (255, 255, 255)
 DECIDED_COLOUR = (95, 206, 122)
+SUBJECT_COLOUR = (255, 204, 51)  # the review page's subject outline colour
 
 CSS = """
 body { margin: 0; background: #1b1c1e; color: #e8e8e8; font: 14px/1.35 system-ui, sans-serif; }
@@ -188,6 +189,10 @@ def overlay(img: Image.Image, item: ReportEntry) -> Image.Image:
     line = max(1, round(min(w, h) / 160))
     colour = DECIDED_COLOUR if item.user_crop is not None else CROP_COLOUR
     draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=line + 1)
+    subject = item.suggestion.get("subject")
+    if subject is not None:  # what pic framed: a thin outline, under the crop's in weight
+        sx0, sy0, sx1, sy1 = _px(subject, w, h)
+        draw.rectangle([sx0, sy0, sx1 - 1, sy1 - 1], outline=SUBJECT_COLOUR, width=line)
     return out
 
 
@@ -213,6 +218,8 @@ def _card(item: ReportEntry, name: str, shots: dict[str, str], size: tuple[int, 
             if s["score"] is not None and item.user_crop is None:
                 what += f" · pic's confidence {round(float(s['score']) * 100)}%"
         chip = f'<span class="status {_esc(status)}">{_esc(STATUS_WORDS.get(status, status))}</span>'
+    if s.get("subject") is not None:
+        what += f" · subject: {s.get('subject_kind') or 'outlined'}"
     pictures = f'<img src="{_esc(shots["before"])}" width="{size[0]}" height="{size[1]}" loading="lazy" ' \
                f'alt="{_esc(name)} before" title="before">'
     if "after" in shots:
@@ -243,6 +250,8 @@ def _json_line(item: ReportEntry, out_dir: Path) -> dict[str, Any]:
         "user": s["user"] or None,
         "model": s["model"],
         "size": list(item.size),
+        "subject": s["subject"].as_list() if s.get("subject") is not None else None,
+        "subject_kind": s.get("subject_kind"),
         "status": s["status"],
     }
     if item.user_crop is not None:

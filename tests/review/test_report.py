@@ -49,6 +49,9 @@ def test_report_is_a_static_sheet_with_the_crops_drawn(tmp_path: Path, catalog_p
     # Paths relative to the report's folder (shareable); they lead back to the photos from there.
     assert all(not Path(r["path"]).is_absolute() and (out / r["path"]).is_file() for r in lines)
     assert all(r["ratio"] == "4:5" and r["status"] == "suggested" for r in lines)
+    # what pic framed, as in pic suggest --json (make_photo's one bright blob: a subject every time)
+    assert all(len(r["subject"]) == 4 and "subject_kind" in r for r in lines)
+    assert html.count("subject: ") == 4
 
     # The crop is burnt in: outside it the thumbnail is dimmed, inside it is not.
     row = next(r for r in lines if Path(r["path"]).name == "a b.jpg")
@@ -62,6 +65,10 @@ def test_report_is_a_static_sheet_with_the_crops_drawn(tmp_path: Path, catalog_p
     original = Image.open(photos / "a b.jpg").convert("L").resize((w, h))
     assert outside < 0.6 * original.getpixel((xs, int((top + bottom) / 2 * h))) + 2
     assert inside > 0.8 * original.getpixel((int((left + right) / 2 * w), int((top + bottom) / 2 * h))) - 10
+    colour = Image.open(out / images[sorted(NAMES).index("a b.jpg")]).convert("RGB")
+    sl, st, sr, sb = row["subject"]  # the subject's outline in the review page's yellow
+    edge = colour.getpixel((int((sl + sr) / 2 * w), min(h - 1, int(st * h))))
+    assert edge[0] > 200 and edge[1] > 170 and edge[2] < 120, edge
 
     # Nothing was written next to the photos.
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in photos.iterdir()} == before
