@@ -10,8 +10,8 @@ under ``build/subject-taps/``.
     python scripts/train_feature_head.py --teacher build/teacher-masks [--out pic_plugin/data/feature_head.pt]
 
 ``--keep-map HEAD`` starts from HEAD (e.g. the shipped head, trained on human masks only) and trains only its subject
-branch: the reduced CNN map the prior was trained on stays as it is (the shipped recipe since stop 20:
-``--teacher build/teacher-masks --keep-map HEAD_TRAINED_ON_HUMAN_MASKS``).
+branch: the reduced CNN map the prior was trained on stays as it is (measured, not shipped: README "Finding the
+subject").
 """
 
 from __future__ import annotations

@@ -79,7 +79,12 @@ def _train(
     photos = [p for p in subject_photos() if p.split == "train"]
     if not photos:
         raise FileNotFoundError("the photos with subject masks are needed (../shared/data or $PIC_SHARED_DATA)")
-    maps = load_or_make_oof_maps(photos, store, log=log, **({"teacher": True, "epochs": 10} if cfg.teacher_masks else {}))
+    oof: dict[str, Any] = {}
+    if cfg.teacher_branch:
+        oof = {"teacher": True, "branch": True}
+    elif cfg.teacher_masks:
+        oof = {"teacher": True, "epochs": 10}
+    maps = load_or_make_oof_maps(photos, store, log=log, **oof)
     train = [p for p in photos if not validation_fold(p)]
     held = [p for p in photos if validation_fold(p)]
     items = [photo_item(p, store, flip, maps.get((str(p.image), flip))) for p in train for flip in (False, True)]

@@ -112,6 +112,7 @@ def out_of_fold_subject_maps(
     seed: int = 0,
     teacher: bool = False,
     log: Callable[[str], None] = print,
+    branch: bool = False,
 ) -> dict[tuple[str, bool], np.ndarray]:
     """Subject maps of the training photos from feature heads that never saw them (stacking).
 
@@ -120,7 +121,9 @@ def out_of_fold_subject_maps(
     map more than it deserves. Here ``folds`` heads are trained as ``scripts/train_feature_head.py`` does (same
     loss and schedule, the teacher's pseudo-masks of the unannotated photos too when ``teacher``), each without
     one fold of scenes, and each photo gets the map of the head that did not see it. Only the subject map is
-    replaced; the CNN map stays the shipped head's (the one used at suggestion time).
+    replaced; the CNN map stays the shipped head's (the one used at suggestion time). ``branch`` (with ``teacher``):
+    each fold's head is first trained on the human masks alone, then only its subject branch on the teacher's masks
+    too, its CNN map kept (as the shipped head was made: ``train_feature_head.py --keep-map``).
     Returns {(image path, mirrored): h8 x w8 map}.
     """
     from pic_plugin.research.datasets import subject_photos
@@ -146,7 +149,13 @@ def out_of_fold_subject_maps(
     for f in range(folds):
         held = {k for k, v in fold_of.items() if v == f}
         targets = build_targets(photos, pseudo, exclude=held)
-        head = train_head(load_examples(targets, cache), epochs=epochs, seed=seed + f, log=lambda s: None)
+        if branch:
+            human_head = train_head(load_examples(build_targets(photos, {}, exclude=held), cache), epochs=epochs,
+                                    seed=seed + f, log=lambda s: None)
+            head = train_head(load_examples(targets, cache), epochs=epochs, seed=seed + f, log=lambda s: None,
+                              keep_map=human_head)
+        else:
+            head = train_head(load_examples(targets, cache), epochs=epochs, seed=seed + f, log=lambda s: None)
         for p in photos:
             if fold_of[photo_key(p.image)] == f:
                 for flip in (False, True):
@@ -361,7 +370,8 @@ class PriorConfig:
     hidden: int = 64  # width of the branches' MLPs
     z_dim: int = 8  # size of the user latent
     seed: int = 0
-    teacher_masks: bool = False  # out-of-fold subject heads learn from the teacher's pseudo-masks too (as the shipped head)
+    teacher_masks: bool = False  # out-of-fold subject heads learn from the teacher's pseudo-masks too
+    teacher_branch: bool = False  # ... only in their subject branch, the CNN map kept (train_feature_head.py --keep-map)
     log_every: int = 250
     extra: dict[str, Any] = field(default_factory=dict)
 
