@@ -225,3 +225,13 @@ def similarity(a: Image.Image, b: Image.Image) -> float:
 def region(upright: Image.Image, box: Box) -> Image.Image:
     w, h = upright.size
     return upright.crop((round(box.left * w), round(box.top * h), round(box.right * w), round(box.bottom * h)))
+
+
+def moved(box: Box) -> Box:
+    """``box`` shifted by half the room left around it, along the axis with more room, toward the larger side."""
+    room_x, room_y = 1 - (box.right - box.left), 1 - (box.bottom - box.top)
+    if room_x >= room_y:
+        dx = room_x / 2 if box.left < 1 - box.right else -room_x / 2
+        return Box(box.left + dx, box.top, box.right + dx, box.bottom)
+    dy = room_y / 2 if box.top < 1 - box.bottom else -room_y / 2
+    return Box(box.left, box.top + dy, box.right, box.bottom + dy)

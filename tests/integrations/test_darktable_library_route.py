@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from darktable_gui import EXPOSURE_V6, Xvfb, lua_bytes, missing_programs, region, run_darktable, similarity
+from darktable_gui import EXPOSURE_V6, Xvfb, lua_bytes, missing_programs, moved, region, run_darktable, similarity
 from PIL import Image, ImageOps
 
 from conftest import REPO_ROOT, jpeg_bytes, make_photo, missing_requirement
@@ -149,16 +149,6 @@ def _crop_box(params: bytes) -> Box:
     return Box(*struct.unpack("<4f", params[:16]))
 
 
-def _moved(box: Box) -> Box:
-    """``box`` shifted by half the room left around it along the axis with more room: a neighbour, not the crop."""
-    room_x, room_y = 1 - (box.right - box.left), 1 - (box.bottom - box.top)
-    if room_x >= room_y:
-        dx = room_x / 2 if box.left < 1 - box.right else -room_x / 2
-        return Box(box.left + dx, box.top, box.right + dx, box.bottom)
-    dy = room_y / 2 if box.top < 1 - box.bottom else -room_y / 2
-    return Box(box.left, box.top + dy, box.right, box.bottom + dy)
-
-
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory):
     missing = missing_programs()
@@ -272,7 +262,7 @@ def test_darktable_renders_pics_crop_from_its_database(story):
         assert exported.width / exported.height == pytest.approx(4 / 5, rel=0.02), label
         want = region(upright, box)
         assert similarity(exported, want) > 0.9, label
-        assert similarity(exported, want) > similarity(exported, region(upright, _moved(box))) + 0.02, label
+        assert similarity(exported, want) > similarity(exported, region(upright, moved(box))) + 0.02, label
     assert Image.open(stage / "export-cropped.jpg").size == (420, 280)  # the user's 70 % x 70 % crop
 
 

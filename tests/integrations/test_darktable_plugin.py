@@ -31,6 +31,7 @@ from darktable_gui import (
     active,
     lua_bytes,
     missing_programs,
+    moved,
     read_history,
     region,
     run_darktable,
@@ -221,16 +222,6 @@ def _render(darktable_cli: str, image: Path, sidecar: Path, out: Path, tmp: Path
     return Image.open(out).convert("L")
 
 
-def _moved(box: Box) -> Box:
-    """``box`` shifted by half the room left around it, along the axis with more room, toward the larger side."""
-    room_x, room_y = 1 - (box.right - box.left), 1 - (box.bottom - box.top)
-    if room_x >= room_y:
-        dx = room_x / 2 if box.left < 1 - box.right else -room_x / 2
-        return Box(box.left + dx, box.top, box.right + dx, box.bottom)
-    dy = room_y / 2 if box.top < 1 - box.bottom else -room_y / 2
-    return Box(box.left, box.top + dy, box.right, box.bottom + dy)
-
-
 def _box(text: str) -> Box:
     return Box(*(float(v) for v in text.split()))
 
@@ -342,7 +333,7 @@ def test_rendered_result_shows_the_suggested_crop(session, darktable_cli, tmp_pa
         assert similarity(rendered, want) > 0.9, label
         # and it is this crop, not a neighbour: the same-size window moved by half the free room (a 4:5 crop of a
         # 2:3 or 3:2 frame always leaves >= 1/6 of the frame free on one axis) matches clearly worse
-        assert similarity(rendered, want) > similarity(rendered, region(upright, _moved(box))) + 0.02, label
+        assert similarity(rendered, want) > similarity(rendered, region(upright, moved(box))) + 0.02, label
     exported = Image.open(stage / "exported-applied-edited.jpg")  # darktable's own export inside the session
     assert exported.width / exported.height == pytest.approx(4 / 5, rel=0.02)
     assert similarity(exported, region(Image.open(photos / IMAGES["edited"]), _box(run.value("crop_edited")))) > 0.9
