@@ -4,8 +4,12 @@
 The network file ``data/detector.pt`` is made by ``scripts/convert_detector.py`` (see
 ``data/DETECTOR-PROVENANCE.md``); it is loaded on first use, once per process, under a lock.
 
-Input sizing follows NanoDet's own pipeline: the photo is letterboxed into 416 x 416 keeping its ratio (scaled
-so the long side is 416, centred, black fill), turned to BGR and normalized with NanoDet's mean and std. Each of
+Input sizing follows NanoDet's own pipeline, without its square: the photo is scaled so its long side is 416
+keeping its ratio, centred on black with the short side padded only up to a multiple of 32 (a 3:2 photo runs on
+416 x 288, not on 416 x 416 of which a third is black: 30% less work, and on the 498 human subject masks the main
+object's box IoU is 0.564 against 0.558 square), turned to BGR and normalized with NanoDet's mean and std. The
+network is fully convolutional; its export froze the FPN's 2x resizes to 416's sizes, which
+``tfjs_graph.follow_input_size`` turns back into scales at load. Each of
 the three heads (strides 8, 16, 32) gives per cell 80 sigmoid class scores and four side distances, each a
 softmax over 11 bins whose expectation times the stride is the distance from the cell centre. Boxes above
 ``min_score`` go through per-class non-maximum suppression (IoU 0.6, as NanoDet evaluates) and are mapped back
@@ -36,6 +40,8 @@ MIN_SCORE = 0.3
 NMS_IOU = 0.6
 MAX_DETECTIONS = 100
 PRE_NMS = 1000  # best candidates kept for NMS
+INPUT_SIDE = 416  # the network input's long side (NanoDet-g was trained at 416 x 416)
+STRIDE_MULTIPLE = 32  # the coarsest head's stride: input sides must be multiples of it
 
 
 @dataclass
@@ -54,11 +60,14 @@ def _load() -> _Model:
         if _model is None:
             import torch
 
-            from pic_plugin.analysis.tfjs_graph import Executor, Graph
+            from pic_plugin.analysis.tfjs_graph import Executor, Graph, follow_input_size
 
             if not DETECTOR_FILE.is_file():
                 raise FileNotFoundError(f"{DETECTOR_FILE} is missing: run scripts/convert_detector.py")
             graph = Graph.from_state(torch.load(DETECTOR_FILE, map_location="cpu", weights_only=True))
+            # The export froze the FPN's 2x up- and downsampling to 416's sizes; make them follow the input.
+            size = int(graph.meta["input_size"])
+            graph = follow_input_size(graph, {str(graph.meta["input"]): torch.zeros(1, 3, size, size)})
             _model = _Model(Executor(graph), graph.meta)
         return _model
 
@@ -74,16 +83,21 @@ class Letterbox:
     height: int
 
 
-def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """The photo scaled to fit ``size`` x ``size`` keeping its ratio, centred on black; and where it went."""
+def letterbox(rgb: np.ndarray, size: int, multiple: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """The photo scaled so its long side is ``size``, centred on black; and where it went.
+
+    Without ``multiple`` the canvas is ``size`` x ``size`` (NanoDet's own square input); with it, the short side
+    is only padded up to a multiple of ``multiple``, so a 3:2 photo is not run through a third of black.
+    """
     h, w = rgb.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     img = Image.fromarray(np.ascontiguousarray(rgb))
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-    canvas = np.zeros((size, size, 3), dtype=np.uint8)
-    left, top = (size - nw) // 2, (size - nh) // 2
+    cw, ch = (size, size) if multiple is None else (-(-nw // multiple) * multiple, -(-nh // multiple) * multiple)
+    canvas = np.zeros((ch, cw, 3), dtype=np.uint8)
+    left, top = (cw - nw) // 2, (ch - nh) // 2
     canvas[top : top + nh, left : left + nw] = np.asarray(img)
     return canvas, Letterbox(scale, left, top, nw, nh)
 
@@ -96,22 +110,28 @@ def network_input(canvas: np.ndarray, meta: dict[str, Any]) -> torch.Tensor:
     return ((bgr - mean) / std).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
-def decode_heads(outputs: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-    """All cells' boxes (N x 4, input pixels x0 y0 x1 y1) and class scores (N x 80)."""
+def decode_heads(
+    outputs: dict[str, torch.Tensor], meta: dict[str, Any], shape: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All cells' boxes (N x 4, input pixels x0 y0 x1 y1) and class scores (N x 80), for an input of ``shape``
+    (height, width; default the square the model was exported at)."""
     import torch
 
-    size, bins = int(meta["input_size"]), int(meta["reg_max"]) + 1
+    bins = int(meta["reg_max"]) + 1
+    height, width = shape or (int(meta["input_size"]),) * 2
     boxes, scores = [], []
     for head in meta["heads"]:
         stride = int(head["stride"])
-        cells = size // stride
+        cols = width // stride
         s = outputs[head["scores"]][0]
         dist = torch.softmax(outputs[head["boxes"]][0].reshape(-1, 4, bins), dim=2)
         dist = (dist * torch.arange(bins, dtype=dist.dtype)).sum(2) * stride  # left, top, right, bottom
-        idx = torch.arange(cells * cells)
-        cx, cy = ((idx % cells).float() + 0.5) * stride, ((idx // cells).float() + 0.5) * stride
+        idx = torch.arange(len(dist))  # cells row by row
+        cx, cy = ((idx % cols).float() + 0.5) * stride, ((idx // cols).float() + 0.5) * stride
         b = torch.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], dim=1)
-        boxes.append(b.clamp(0, size))
+        b[:, 0::2] = b[:, 0::2].clamp(0, width)
+        b[:, 1::2] = b[:, 1::2].clamp(0, height)
+        boxes.append(b)
         scores.append(s)
     return torch.cat(boxes), torch.cat(scores)
 
@@ -143,8 +163,14 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Te
     return order[torch.tensor(keep, dtype=torch.long)]
 
 
-def detect_objects(rgb: np.ndarray, min_score: float = MIN_SCORE) -> list[Detection]:
-    """COCO objects in an H x W x 3 uint8 RGB image, best first, boxes normalized to that image."""
+def detect_objects(
+    rgb: np.ndarray, min_score: float = MIN_SCORE, side: int | None = None, square: bool = False
+) -> list[Detection]:
+    """COCO objects in an H x W x 3 uint8 RGB image, best first, boxes normalized to that image.
+
+    ``side``: the network input's long side (default ``INPUT_SIDE``); ``square``: letterbox into a square as
+    NanoDet's own pipeline does, instead of padding the short side only to the next multiple of 32.
+    """
     import torch
 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -154,10 +180,11 @@ def detect_objects(rgb: np.ndarray, min_score: float = MIN_SCORE) -> list[Detect
         return []
     model = _load()
     meta = model.meta
-    canvas, place = letterbox(rgb, int(meta["input_size"]))
+    side = side or INPUT_SIDE
+    canvas, place = letterbox(rgb, side, None if square else STRIDE_MULTIPLE)
     with torch.no_grad():
         outputs = model.executor.run({meta["input"]: network_input(canvas, meta)})
-        boxes, scores = decode_heads(outputs, meta)
+        boxes, scores = decode_heads(outputs, meta, canvas.shape[:2])
         cell, label = torch.nonzero(scores > min_score, as_tuple=True)
         if len(cell) == 0:
             return []
@@ -167,7 +194,7 @@ def detect_objects(rgb: np.ndarray, min_score: float = MIN_SCORE) -> list[Detect
             cell, label, cand_scores = cell[top], label[top], cand_scores[top]
         cand_boxes = boxes[cell]
         # Per-class NMS in one pass: boxes of different classes are moved apart so they never overlap.
-        offset = label.float()[:, None] * (2 * float(meta["input_size"]) + 1)
+        offset = label.float()[:, None] * (2 * float(side) + 1)
         keep = nms(cand_boxes + offset, cand_scores, NMS_IOU)[:MAX_DETECTIONS]
     classes = meta["classes"]
     out = []

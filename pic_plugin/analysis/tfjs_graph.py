@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 STATE_FORMAT = "pic-tfjs-graph/1"
+SCALE_ATTR = "pic_scale"  # set by follow_input_size: a resize's output size as a multiple of its input's
 
 AttrValue = str | int | float | bool | list[Any] | None
 
@@ -290,6 +291,7 @@ class Executor:
             op, name = unknown[0]
             more = f" (and {len(unknown) - 1} more node(s))" if len(unknown) > 1 else ""
             raise UnsupportedOpError(f"TFJS op {op!r} of node {name!r} is not supported by pic's graph executor{more}")
+        self._plans: dict[tuple[str, ...], list[Node]] = {}  # run order per set of outputs, computed once
         # Filters in torch's layout, prepared once: TF keeps [kh, kw, in, out] and [kh, kw, in, multiplier].
         self._filters: dict[str, torch.Tensor] = {}
         for n in graph.nodes:
@@ -322,7 +324,9 @@ class Executor:
         wanted = list(outputs if outputs is not None else self.graph.outputs)
         values: dict[str, list[torch.Tensor]] = {}
         remaining: dict[str, int] = {}
-        plan = self.order(wanted)
+        plan = self._plans.get(tuple(wanted))
+        if plan is None:
+            plan = self._plans.setdefault(tuple(wanted), self.order(wanted))
         for node in plan:
             for i in node.inputs:
                 remaining[_split(i)[0]] = remaining.get(_split(i)[0], 0) + 1
@@ -411,7 +415,8 @@ def _pool(ex: Executor, node: Node, args: list[torch.Tensor]) -> list[torch.Tens
     kernel, stride = _spatial(node, "ksize", nhwc), _spatial(node, "strides", nhwc)
     x = _to_nchw(args[0], nhwc)
     if node.op == "MaxPool":
-        x = _pad_nchw(x, node, kernel, stride, (1, 1), value=float("-inf"))
+        # contiguous first: torch's max pool on a channels-last view is ~10x slower than on NCHW memory
+        x = _pad_nchw(x.contiguous(), node, kernel, stride, (1, 1), value=float("-inf"))
         return [_from_nchw(F.max_pool2d(x, kernel, stride), nhwc)]
     # TF's average pool divides by the number of real (unpadded) pixels under the window.
     ones = torch.ones_like(x[:, :1])
@@ -579,9 +584,18 @@ def _resize_axis(
     return low, high, frac
 
 
+def _resize_size(node: Node, x: torch.Tensor, size: torch.Tensor) -> tuple[int, int]:
+    """The output size: the node's constant, or its input's size times the scale ``follow_input_size`` set."""
+    scale = node.attrs.get(SCALE_ATTR)
+    if isinstance(scale, list):
+        return max(1, round(x.shape[1] * scale[0])), max(1, round(x.shape[2] * scale[1]))
+    out_h, out_w = _ints(size)
+    return out_h, out_w
+
+
 @_op("ResizeBilinear")
 def _resize_bilinear(ex: Executor, node: Node, args: list[torch.Tensor]) -> list[torch.Tensor]:
-    x, (out_h, out_w) = args[0], _ints(args[1])
+    x, (out_h, out_w) = args[0], _resize_size(node, args[0], args[1])
     align, half = bool(node.attrs.get("align_corners")), bool(node.attrs.get("half_pixel_centers"))
     nchw = x.permute(0, 3, 1, 2)
     if align and not half:
@@ -598,7 +612,7 @@ def _resize_bilinear(ex: Executor, node: Node, args: list[torch.Tensor]) -> list
 
 @_op("ResizeNearestNeighbor")
 def _resize_nearest(ex: Executor, node: Node, args: list[torch.Tensor]) -> list[torch.Tensor]:
-    x, (out_h, out_w) = args[0], _ints(args[1])
+    x, (out_h, out_w) = args[0], _resize_size(node, args[0], args[1])
     align, half = bool(node.attrs.get("align_corners")), bool(node.attrs.get("half_pixel_centers"))
 
     def index(size_in: int, size_out: int) -> torch.Tensor:
@@ -647,3 +661,34 @@ def fold_constants(graph: Graph) -> Graph:
         list(graph.outputs),
         dict(graph.meta),
     )
+
+
+def follow_input_size(graph: Graph, feeds: Mapping[str, torch.Tensor]) -> Graph:
+    """The graph with every constant-size resize turned into a resize by the scale it has at ``feeds``' sizes.
+
+    Exporters freeze a network's ``interpolate(scale_factor=2)`` into ``ResizeBilinear`` to a fixed size, which
+    ties a fully convolutional network to the input size it was exported at. One run at that size records each
+    resize's input size; the rewritten graph then runs at any input size whose feature maps scale the same way
+    (for a detector with strides up to 32: sides that are multiples of 32).
+    """
+    resizes = [n for n in graph.nodes if n.op in ("ResizeBilinear", "ResizeNearestNeighbor")]
+    if not resizes:
+        return graph
+    sizes: dict[str, tuple[int, int]] = {}
+    ex = Executor(graph)
+    with torch.no_grad():
+        found = ex.run(feeds, [n.inputs[0] for n in resizes])
+    for n in resizes:
+        x = found[n.inputs[0]]
+        sizes[n.name] = (int(x.shape[1]), int(x.shape[2]))
+    nodes = []
+    for n in graph.nodes:
+        if n.name in sizes:
+            ref = _split(n.inputs[1])[0]
+            if ref not in graph.tensors:
+                raise TfjsFormatError(f"resize {n.name!r} has a computed size; nothing to rewrite")
+            out_h, out_w = _ints(graph.tensors[ref])
+            in_h, in_w = sizes[n.name]
+            n = Node(n.name, n.op, n.inputs, {**n.attrs, SCALE_ATTR: [out_h / in_h, out_w / in_w]})
+        nodes.append(n)
+    return Graph(nodes, graph.tensors, list(graph.inputs), list(graph.outputs), dict(graph.meta))

@@ -19,6 +19,7 @@ from pic_plugin.analysis.tfjs_graph import (
     TfjsFormatError,
     UnsupportedOpError,
     fold_constants,
+    follow_input_size,
     read_model,
     read_model_dir,
     read_weights,
@@ -285,6 +286,26 @@ def test_resize_flags_differ_and_follow_tf() -> None:
     assert out["legacy"] == pytest.approx([0.0, 0.5, 1.0, 1.0])
 
 
+def test_frozen_resize_follows_the_input_size() -> None:
+    """An export froze a 2x upsample to 4 x 4; rewritten at the 2 x 2 it was made for, it doubles any input."""
+    m = ModelBuilder()
+    m.node("x", "Placeholder")
+    m.const("size", np.array([4, 4], dtype=np.int32))
+    m.node("up", "ResizeBilinear", ["x", "size"], align_corners={"b": False}, half_pixel_centers={"b": True})
+    model, shard = m.model(["up"])
+    graph = read_model(model, lambda p: shard)
+    wide = torch.arange(12.0).reshape(1, 2, 6, 1)
+    assert Executor(graph).run({"x": wide})["up"].shape == (1, 4, 4, 1)  # frozen: any input gives 4 x 4
+    follows = follow_input_size(graph, {"x": torch.zeros(1, 2, 2, 1)})
+    out = Executor(follows).run({"x": wide})["up"]
+    assert out.shape == (1, 4, 12, 1)
+    expected = torch.nn.functional.interpolate(wide.permute(0, 3, 1, 2), scale_factor=2, mode="bilinear")
+    torch.testing.assert_close(out, expected.permute(0, 2, 3, 1))
+    # At the size it was exported for, nothing changes.
+    x = torch.rand(1, 2, 2, 1)
+    torch.testing.assert_close(Executor(follows).run({"x": x})["up"], Executor(graph).run({"x": x})["up"])
+
+
 def test_weights_dequantize_float16_and_uint8() -> None:
     manifest = [
         {
@@ -381,6 +402,20 @@ def test_detector_boxes_follow_the_image_not_the_letterbox() -> None:
     person = next(d for d in sd.detect_objects(wide) if d.label == "person")
     expected = Box(ASTRONAUT_PERSON.left / 2, ASTRONAUT_PERSON.top, ASTRONAUT_PERSON.right / 2, ASTRONAUT_PERSON.bottom)
     assert iou(person.box, expected) > 0.7, person
+
+
+@pytest.mark.parametrize("photo", ["astronaut.jpg", "parrots.jpg", "cat_upside_down.jpg"])
+def test_short_side_padding_finds_what_the_square_finds(photo: str) -> None:
+    """The default input pads the short side only to a multiple of 32 (a 3:2 photo runs on 416 x 288, not 416 x
+    416 of which a third is black); the network is fully convolutional, so it finds the same main object."""
+    rgb = _demo(photo)
+    canvas, place = sd.letterbox(rgb, 416, sd.STRIDE_MULTIPLE)
+    assert max(canvas.shape[:2]) == 416 and all(side % 32 == 0 for side in canvas.shape[:2])
+    assert canvas.shape[0] * canvas.shape[1] < 416 * 416 or rgb.shape[0] == rgb.shape[1]
+    square, short = sd.detect_objects(rgb, square=True)[0], sd.detect_objects(rgb)[0]
+    assert short.label == square.label
+    assert iou(short.box, square.box) > 0.9, (short, square)
+    assert abs(short.score - square.score) < 0.1
 
 
 def test_pick_rules() -> None:
