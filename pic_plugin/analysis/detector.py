@@ -4,12 +4,13 @@
 The network file ``data/detector.pt`` is made by ``scripts/convert_detector.py`` (see
 ``data/DETECTOR-PROVENANCE.md``); it is loaded on first use, once per process, under a lock.
 
-Input sizing follows NanoDet's own pipeline, without its square: the photo is scaled so its long side is 416
-keeping its ratio, centred on black with the short side padded only up to a multiple of 32 (a 3:2 photo runs on
-416 x 288, not on 416 x 416 of which a third is black: 30% less work, and on the 498 human subject masks the main
-object's box IoU is 0.564 against 0.558 square), turned to BGR and normalized with NanoDet's mean and std. The
-network is fully convolutional; its export froze the FPN's 2x resizes to 416's sizes, which
-``tfjs_graph.follow_input_size`` turns back into scales at load. Each of
+Input sizing follows NanoDet's own pipeline: the photo is letterboxed into 416 x 416 keeping its ratio (scaled
+so the long side is 416, centred, black fill), turned to BGR and normalized with NanoDet's mean and std.
+``square=False`` runs it on the photo's own shape instead (the short side padded only to a multiple of 32: a 3:2
+photo on 416 x 288, 30% less work, and on the 498 human subject masks a main-object box IoU of 0.564 against
+0.558), but the shipped prior learned from the square's detections and loses 0.010 at k=10 on them, so the square
+stays the default until a prior is retrained on the other. The network is fully convolutional; its export froze
+the FPN's 2x resizes to 416's sizes, which ``tfjs_graph.follow_input_size`` turns back into scales at load. Each of
 the three heads (strides 8, 16, 32) gives per cell 80 sigmoid class scores and four side distances, each a
 softmax over 11 bins whose expectation times the stride is the distance from the cell centre. Boxes above
 ``min_score`` go through per-class non-maximum suppression (IoU 0.6, as NanoDet evaluates) and are mapped back
@@ -164,12 +165,13 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Te
 
 
 def detect_objects(
-    rgb: np.ndarray, min_score: float = MIN_SCORE, side: int | None = None, square: bool = False
+    rgb: np.ndarray, min_score: float = MIN_SCORE, side: int | None = None, square: bool = True
 ) -> list[Detection]:
     """COCO objects in an H x W x 3 uint8 RGB image, best first, boxes normalized to that image.
 
     ``side``: the network input's long side (default ``INPUT_SIDE``); ``square``: letterbox into a square as
-    NanoDet's own pipeline does, instead of padding the short side only to the next multiple of 32.
+    NanoDet's own pipeline does (what the shipped prior learned from); False pads the short side only to the next
+    multiple of 32.
     """
     import torch
 

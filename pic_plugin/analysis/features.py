@@ -22,8 +22,7 @@ if TYPE_CHECKING:
 
 #: Bump when the cached per-image features change meaning (new head weights, other input size).
 #: feat-3: the objects the detector found (``objects``) are part of the features.
-#: feat-4: the detector runs on the photo's own shape (short side padded to a multiple of 32), not a square.
-FEATURE_VERSION = "feat-4"
+FEATURE_VERSION = "feat-3"
 #: The same features without the object detector (``pic batch --fast``): cached apart, so a full run redoes them.
 FAST_FEATURE_VERSION = FEATURE_VERSION + "-fast"
 FEATURE_CHANNELS = 16

@@ -415,8 +415,7 @@ def _pool(ex: Executor, node: Node, args: list[torch.Tensor]) -> list[torch.Tens
     kernel, stride = _spatial(node, "ksize", nhwc), _spatial(node, "strides", nhwc)
     x = _to_nchw(args[0], nhwc)
     if node.op == "MaxPool":
-        # contiguous first: torch's max pool on a channels-last view is ~10x slower than on NCHW memory
-        x = _pad_nchw(x.contiguous(), node, kernel, stride, (1, 1), value=float("-inf"))
+        x = _pad_nchw(x, node, kernel, stride, (1, 1), value=float("-inf"))
         return [_from_nchw(F.max_pool2d(x, kernel, stride), nhwc)]
     # TF's average pool divides by the number of real (unpadded) pixels under the window.
     ones = torch.ones_like(x[:, :1])

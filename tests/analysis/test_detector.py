@@ -406,13 +406,13 @@ def test_detector_boxes_follow_the_image_not_the_letterbox() -> None:
 
 @pytest.mark.parametrize("photo", ["astronaut.jpg", "parrots.jpg", "cat_upside_down.jpg"])
 def test_short_side_padding_finds_what_the_square_finds(photo: str) -> None:
-    """The default input pads the short side only to a multiple of 32 (a 3:2 photo runs on 416 x 288, not 416 x
-    416 of which a third is black); the network is fully convolutional, so it finds the same main object."""
+    """``square=False`` pads the short side only to a multiple of 32 (a 3:2 photo runs on 416 x 288, not 416 x 416
+    of which a third is black); the network is fully convolutional, so it finds the same main object."""
     rgb = _demo(photo)
     canvas, place = sd.letterbox(rgb, 416, sd.STRIDE_MULTIPLE)
     assert max(canvas.shape[:2]) == 416 and all(side % 32 == 0 for side in canvas.shape[:2])
     assert canvas.shape[0] * canvas.shape[1] < 416 * 416 or rgb.shape[0] == rgb.shape[1]
-    square, short = sd.detect_objects(rgb, square=True)[0], sd.detect_objects(rgb)[0]
+    square, short = sd.detect_objects(rgb)[0], sd.detect_objects(rgb, square=False)[0]
     assert short.label == square.label
     assert iou(short.box, square.box) > 0.9, (short, square)
     assert abs(short.score - square.score) < 0.1
