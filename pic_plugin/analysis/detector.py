@@ -41,7 +41,6 @@ MIN_SCORE = 0.3
 NMS_IOU = 0.6
 MAX_DETECTIONS = 100
 PRE_NMS = 1000  # best candidates kept for NMS
-INPUT_SIDE = 416  # the network input's long side (NanoDet-g was trained at 416 x 416)
 STRIDE_MULTIPLE = 32  # the coarsest head's stride: input sides must be multiples of it
 
 
@@ -49,27 +48,37 @@ STRIDE_MULTIPLE = 32  # the coarsest head's stride: input sides must be multiple
 class _Model:
     executor: Executor
     meta: dict[str, Any]
+    any_shape: bool = False  # the executor's graph follows its input's size (follow_input_size ran)
 
 
 _lock = threading.Lock()
 _model: _Model | None = None
 
 
-def _load() -> _Model:
+def _load(any_shape: bool = False) -> _Model:
+    """The detector, loaded once; ``any_shape``: able to run on inputs other than the exported square."""
     global _model
     with _lock:
         if _model is None:
             import torch
 
-            from pic_plugin.analysis.tfjs_graph import Executor, Graph, follow_input_size
+            from pic_plugin.analysis.tfjs_graph import Executor, Graph
 
             if not DETECTOR_FILE.is_file():
                 raise FileNotFoundError(f"{DETECTOR_FILE} is missing: run scripts/convert_detector.py")
             graph = Graph.from_state(torch.load(DETECTOR_FILE, map_location="cpu", weights_only=True))
-            # The export froze the FPN's 2x up- and downsampling to 416's sizes; make them follow the input.
-            size = int(graph.meta["input_size"])
-            graph = follow_input_size(graph, {str(graph.meta["input"]): torch.zeros(1, 3, size, size)})
             _model = _Model(Executor(graph), graph.meta)
+        if any_shape and not _model.any_shape:
+            # The export froze the FPN's 2x up- and downsampling to the square's sizes; make them follow the
+            # input. Done only when asked: it costs one run of the network, and the square (the default) needs
+            # none. The rewritten graph gives the same outputs on the square, so it replaces the first.
+            import torch
+
+            from pic_plugin.analysis.tfjs_graph import Executor, follow_input_size
+
+            size = int(_model.meta["input_size"])
+            graph = follow_input_size(_model.executor.graph, {_model.meta["input"]: torch.zeros(1, 3, size, size)})
+            _model = _Model(Executor(graph), _model.meta, any_shape=True)
         return _model
 
 
@@ -165,13 +174,12 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> torch.Te
 
 
 def detect_objects(
-    rgb: np.ndarray, min_score: float = MIN_SCORE, side: int | None = None, square: bool = True
+    rgb: np.ndarray, min_score: float = MIN_SCORE, square: bool = True
 ) -> list[Detection]:
     """COCO objects in an H x W x 3 uint8 RGB image, best first, boxes normalized to that image.
 
-    ``side``: the network input's long side (default ``INPUT_SIDE``); ``square``: letterbox into a square as
-    NanoDet's own pipeline does (what the shipped prior learned from); False pads the short side only to the next
-    multiple of 32.
+    ``square``: letterbox into the model's square as NanoDet's own pipeline does (what the shipped prior learned
+    from); False keeps the long side and pads the short side only to the next multiple of 32.
     """
     import torch
 
@@ -180,9 +188,9 @@ def detect_objects(
     h, w = rgb.shape[:2]
     if min(h, w) < 2:
         return []
-    model = _load()
+    model = _load(any_shape=not square)
     meta = model.meta
-    side = side or INPUT_SIDE
+    side = int(meta["input_size"])
     canvas, place = letterbox(rgb, side, None if square else STRIDE_MULTIPLE)
     with torch.no_grad():
         outputs = model.executor.run({meta["input"]: network_input(canvas, meta)})

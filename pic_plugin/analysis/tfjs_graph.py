@@ -670,24 +670,18 @@ def follow_input_size(graph: Graph, feeds: Mapping[str, torch.Tensor]) -> Graph:
     resize's input size; the rewritten graph then runs at any input size whose feature maps scale the same way
     (for a detector with strides up to 32: sides that are multiples of 32).
     """
-    resizes = [n for n in graph.nodes if n.op in ("ResizeBilinear", "ResizeNearestNeighbor")]
+    resizes = {n.name: n for n in graph.nodes if n.op in ("ResizeBilinear", "ResizeNearestNeighbor")}
     if not resizes:
         return graph
-    sizes: dict[str, tuple[int, int]] = {}
-    ex = Executor(graph)
     with torch.no_grad():
-        found = ex.run(feeds, [n.inputs[0] for n in resizes])
-    for n in resizes:
-        x = found[n.inputs[0]]
-        sizes[n.name] = (int(x.shape[1]), int(x.shape[2]))
+        found = Executor(graph).run(feeds, [n.inputs[0] for n in resizes.values()])
     nodes = []
     for n in graph.nodes:
-        if n.name in sizes:
+        if n.name in resizes:
             ref = _split(n.inputs[1])[0]
             if ref not in graph.tensors:
                 raise TfjsFormatError(f"resize {n.name!r} has a computed size; nothing to rewrite")
-            out_h, out_w = _ints(graph.tensors[ref])
-            in_h, in_w = sizes[n.name]
-            n = Node(n.name, n.op, n.inputs, {**n.attrs, SCALE_ATTR: [out_h / in_h, out_w / in_w]})
+            (out_h, out_w), x = _ints(graph.tensors[ref]), found[n.inputs[0]]
+            n = Node(n.name, n.op, n.inputs, {**n.attrs, SCALE_ATTR: [out_h / x.shape[1], out_w / x.shape[2]]})
         nodes.append(n)
     return Graph(nodes, graph.tensors, list(graph.inputs), list(graph.outputs), dict(graph.meta))
