@@ -10,7 +10,7 @@ so the long side is 416, centred, black fill), turned to BGR and normalized with
 photo on 416 x 288, 30% less work, and on the 498 human subject masks a main-object box IoU of 0.564 against
 0.558), but the shipped prior learned from the square's detections and loses 0.010 at k=10 on them, so the square
 stays the default until a prior is retrained on the other. The network is fully convolutional; its export froze
-the FPN's 2x resizes to 416's sizes, which ``tfjs_graph.follow_input_size`` turns back into scales at load. Each of
+the FPN's 2x resizes to 416's sizes, which ``tfjs_graph.follow_input_size`` turns back into scales on the first own-shape run. Each of
 the three heads (strides 8, 16, 32) gives per cell 80 sigmoid class scores and four side distances, each a
 softmax over 11 bins whose expectation times the stride is the distance from the cell centre. Boxes above
 ``min_score`` go through per-class non-maximum suppression (IoU 0.6, as NanoDet evaluates) and are mapped back
