@@ -221,11 +221,18 @@ def test_editor_opening_the_file_for_writing_in_the_swap_window_loses_nothing(
     assert _leftovers(tmp_path) == []
 
 
-def test_a_file_open_for_writing_elsewhere_gets_no_lease_and_is_still_written(tmp_path: Path) -> None:
+def test_a_file_open_for_writing_elsewhere_is_left_to_the_editor_then_written(tmp_path: Path) -> None:
+    """An editor holding the sidecar open for writing is mid-save: pic swaps nothing (an in-place write would
+    land in the file pic swaps out) and writes once the editor has closed it."""
     path = tmp_path / "IMG.jpg.xmp"
     path.write_bytes(b"<x:xmpmeta>original</x:xmpmeta>")
     _, stamp = xmp_files.read_bytes(path)
     with open(path, "ab"):  # an editor keeping it open for writing: the kernel refuses the lease (EAGAIN)
-        assert xmp_files._Lease(path).fd is None
-        write_sidecar_atomic(path, b"<x:xmpmeta>pic's</x:xmpmeta>", stamp)
+        lease = xmp_files._Lease(path)
+        assert lease.fd is None and lease.busy
+        with pytest.raises(ConcurrentChangeError, match="open for writing"):
+            write_sidecar_atomic(path, b"<x:xmpmeta>pic's</x:xmpmeta>", stamp)
+        assert path.read_bytes() == b"<x:xmpmeta>original</x:xmpmeta>"
+    assert _leftovers(tmp_path) == []
+    write_sidecar_atomic(path, b"<x:xmpmeta>pic's</x:xmpmeta>", stamp)
     assert path.read_bytes() == b"<x:xmpmeta>pic's</x:xmpmeta>"

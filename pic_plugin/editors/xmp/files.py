@@ -208,11 +208,14 @@ class _Lease:
     ``/proc/sys/fs/lease-break-time``; pic lets go within milliseconds). So pic can tell, and put the file back
     where the editor's coming write belongs. A *read* lease (``F_RDLCK``) is the kind broken by exactly that (an
     open for writing, or a truncate); a write lease would be broken by every reader (a thumbnailer, the watcher)
-    as well. Where the kernel refuses (not our file, open for writing elsewhere, a file system without leases:
-    EAGAIN / EACCES / EINVAL ...), there is no lease and the verification after the swap is all there is."""
+    as well. A file already open for writing elsewhere (EAGAIN) is an editor mid-save: ``busy``, and pic does not
+    swap (an in-place write could land in the file pic swaps out, after the verification looked). Where the
+    kernel refuses for other reasons (not our file, a file system without leases: EACCES / EINVAL ...), there is
+    no lease and the verification after the swap is all there is."""
 
     def __init__(self, path: Path) -> None:
         self.fd: int | None = None
+        self.busy = False
         if not sys.platform.startswith("linux") or not hasattr(fcntl, "F_SETLEASE"):
             return
         # The break is signalled; SIGIO (the default) would end the process, SIGURG is ignored unless handled.
@@ -228,6 +231,7 @@ class _Lease:
             fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
         except OSError as exc:
             os.close(fd)
+            self.busy = exc.errno == errno.EAGAIN
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EINVAL, errno.EBUSY, errno.ENOLCK, errno.EPERM):
                 raise
             return
@@ -255,9 +259,9 @@ def _replace_verified(tmp: Path, target: Path, expected: FileStamp, data: bytes)
     try:
         if lease.fd is not None and expected.ino not in (None, lease.ino):
             lease.release()  # another file than the one pic read: the checks below answer
-        if lease.broken():  # an editor opened it for writing since pic's check: pic has swapped nothing yet
-            raise ConcurrentChangeError(f"{target}: an editor opened it for writing as pic prepared its update; "
-                                        "retry")
+        if lease.broken() or lease.busy:  # an editor has it open for writing: pic has swapped nothing yet
+            raise ConcurrentChangeError(f"{target}: open for writing by another program (an editor saving it) as "
+                                        "pic prepared its update; retry")
         if not exchange(tmp, target):
             os.replace(tmp, target)  # no exchange here: the check just before is the only guard
             return
