@@ -135,10 +135,11 @@ def decode(path: str | Path, long_side: int = ANALYSIS_LONG_SIDE, oversize: floa
     except MemoryError as exc:
         raise DecodeError("image too large to decode") from exc
     except Exception as exc:  # Pillow and LibRaw raise many types for corrupt data
-        raise DecodeError(_describe_decode_failure(exc)) from exc
+        raise DecodeError(describe_decode_failure(exc)) from exc
 
 
-def _describe_decode_failure(exc: Exception) -> str:
+def describe_decode_failure(exc: Exception) -> str:
+    """A photographer's words for why Pillow could not open a file (shared with ``fullview``)."""
     msg = str(exc) or type(exc).__name__
     if "cannot identify image file" in msg:
         return "not a recognizable image (wrong extension or corrupt header)"
@@ -147,7 +148,8 @@ def _describe_decode_failure(exc: Exception) -> str:
     return f"corrupt or unreadable image: {msg}"
 
 
-def _check_pixels(size: tuple[int, int]) -> None:
+def check_pixels(size: tuple[int, int]) -> None:
+    """Refuse an image with no pixels or more than ``MAX_PIXELS`` (a decompression bomb) before decoding it."""
     if size[0] <= 0 or size[1] <= 0:
         raise DecodeError("image has no pixels")
     if size[0] * size[1] > MAX_PIXELS:
@@ -179,7 +181,7 @@ def _check_budget(mode: str, size: tuple[int, int]) -> None:
                           f"more than the {MAX_DECODE_BYTES >> 20} MiB pic allows for one photo")
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB from any Pillow mode (16-bit and float TIFFs are scaled, not clipped)."""
     if img.mode == "RGB":
         return img
@@ -208,7 +210,7 @@ def _decode_pillow(path: Path, fmt: str, long_side: int, oversize: float) -> Dec
     with open(path, "rb") as fh:
         img = Image.open(fh)
         stored = img.size
-        _check_pixels(stored)
+        check_pixels(stored)
         if fmt != "jpeg":  # before getexif(): for a PNG without an early eXIf chunk it decodes the whole image
             _check_budget(img.mode, stored)
         orientation = read_exif_orientation(path)
@@ -226,9 +228,9 @@ def _decode_pillow(path: Path, fmt: str, long_side: int, oversize: float) -> Dec
         _check_budget(img.mode, img.size)  # after the JPEG draft: the size that will really be decoded
         img.load()
         if img.mode in ("L", "1"):  # reduce first: a 1-byte raster stays small, its RGB copy would be 4x
-            rgb = _to_rgb(_resize_long_side(img.convert("L"), long_side, oversize))
+            rgb = to_rgb(_resize_long_side(img.convert("L"), long_side, oversize))
         else:
-            rgb = _to_rgb(img)
+            rgb = to_rgb(img)
     small = apply_orientation(_resize_long_side(rgb, long_side, oversize), orientation)
     return DecodedImage(
         path=path,
@@ -246,23 +248,23 @@ def _decode_raw(path: Path, long_side: int, oversize: float) -> DecodedImage:
     try:
         raw = rawpy.imread(str(path))
     except rawpy.LibRawError as exc:
-        raise DecodeError(_raw_failure(path, f"RAW file not supported or corrupt ({_libraw_msg(exc)})")) from exc
+        raise DecodeError(_raw_failure(path, f"RAW file not supported or corrupt ({libraw_message(exc)})")) from exc
     with raw:
         orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
         # The editors' frame (DNG DefaultCrop, darktable's camera crop, ...), not the preview's: see raw_frame.py.
         frame = read_frame(path, raw, orientation)
-        _check_pixels(frame.stored_size)
+        check_pixels(frame.stored_size)
         preview, preview_size = _raw_preview(raw)
         if preview is not None and max(preview_size) >= min(MIN_PREVIEW_LONG_SIDE, max(frame.stored_size)):
             extent_name, extent = preview_extent(frame, preview_size)
-            stored = fit_to_frame(_to_rgb(preview), extent, frame.frame)
+            stored = fit_to_frame(to_rgb(preview), extent, frame.frame)
             method = "raw preview" if extent_name == "frame" else f"raw preview ({extent_name} cut to the frame)"
         else:
             # No usable preview: demosaic at half size, unrotated (user_flip=0) so that it can be cut to the frame.
             try:
                 rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)
             except rawpy.LibRawError as exc:
-                reason = f"RAW file has no preview and LibRaw cannot decode it ({_libraw_msg(exc)})"
+                reason = f"RAW file has no preview and LibRaw cannot decode it ({libraw_message(exc)})"
                 raise DecodeError(_raw_failure(path, reason)) from exc
             stored = fit_to_frame(Image.fromarray(rgb), frame.visible, frame.frame)
             method = "raw half-size"
@@ -314,7 +316,8 @@ def raw_frame(path: str | Path) -> RawFrame | None:
         return None
 
 
-def _libraw_msg(exc: Exception) -> str:
+def libraw_message(exc: Exception) -> str:
+    """LibRaw's error text (its messages arrive as bytes)."""
     msg = exc.args[0] if exc.args else type(exc).__name__
     return msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
 
@@ -359,11 +362,11 @@ def open_full(path: str | Path) -> Image.Image:
             # The same frame as the analysis and the editors, so exported crops match the sidecars'.
             return apply_orientation(fit_to_frame(Image.fromarray(rgb), frame.visible, frame.frame), orientation)
         img = Image.open(path)
-        _check_pixels(img.size)
+        check_pixels(img.size)
         orientation = read_exif_orientation(path)
         img.load()
-        return apply_orientation(_to_rgb(img) if img.mode not in ("RGB", "L", "CMYK") else img, orientation)
+        return apply_orientation(to_rgb(img) if img.mode not in ("RGB", "L", "CMYK") else img, orientation)
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(_describe_decode_failure(exc)) from exc
+        raise DecodeError(describe_decode_failure(exc)) from exc

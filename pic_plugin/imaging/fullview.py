@@ -139,7 +139,7 @@ def _guarded(path: Path, load: bool) -> tuple[Image.Image | None, FullView]:
     except OSError as exc:
         raise DecodeError(f"cannot read file: {exc.strerror or exc}") from exc
     except Exception as exc:  # Pillow and LibRaw raise many types for corrupt data
-        raise DecodeError(decode._describe_decode_failure(exc)) from exc
+        raise DecodeError(decode.describe_decode_failure(exc)) from exc
 
 
 def _mib(n: int) -> str:
@@ -177,7 +177,7 @@ def _load(img: Image.Image, divisor: int, orientation: int) -> Image.Image:
     img.load()
     icc = img.info.get("icc_profile")
     if img.mode not in ("RGB", "L"):
-        img = decode._to_rgb(img)  # palette, alpha, CMYK, 16-bit: what a browser shows the same everywhere
+        img = decode.to_rgb(img)  # palette, alpha, CMYK, 16-bit: what a browser shows the same everywhere
         icc = None  # a CMYK or other profile does not describe the converted pixels
     upright = decode.apply_orientation(img, orientation)
     if icc:
@@ -189,7 +189,7 @@ def _pillow(path: Path, fmt: str, load: bool) -> tuple[Image.Image | None, FullV
     with open(path, "rb") as fh:  # closed once loaded: the pixels stay in memory, the file is not held
         img = Image.open(fh)
         stored = img.size
-        decode._check_pixels(stored)
+        decode.check_pixels(stored)
         if fmt != "jpeg":  # before getexif(): for a PNG without an early eXIf chunk that decodes the whole image
             cost = full_view_cost(img.mode, stored, 1)
             if cost > decode.MAX_DECODE_BYTES:
@@ -220,11 +220,11 @@ def _raw(path: Path, load: bool) -> tuple[Image.Image | None, FullView]:
     try:
         raw = rawpy.imread(str(path))
     except rawpy.LibRawError as exc:
-        raise DecodeError(f"RAW file not supported or corrupt ({decode._libraw_msg(exc)})") from exc
+        raise DecodeError(f"RAW file not supported or corrupt ({decode.libraw_message(exc)})") from exc
     with raw:
         orientation = LIBRAW_FLIP_TO_EXIF.get(int(raw.sizes.flip), 1)
         stored = (int(raw.sizes.width), int(raw.sizes.height))
-        decode._check_pixels(stored)
+        decode.check_pixels(stored)
         full = displayed_size(stored, orientation)
         try:
             thumb = raw.extract_thumb()
@@ -248,7 +248,7 @@ def _raw(path: Path, load: bool) -> tuple[Image.Image | None, FullView]:
             except rawpy.LibRawError as exc:
                 if preview is None:
                     raise DecodeError(f"RAW file has no preview and LibRaw cannot decode it "
-                                      f"({decode._libraw_msg(exc)})") from exc
+                                      f"({decode.libraw_message(exc)})") from exc
             else:
                 out = Image.fromarray(rgb)
                 return out, FullView((out.size[0], out.size[1]), full, note)
