@@ -8,9 +8,10 @@ Input sizing follows NanoDet's own pipeline: the photo is letterboxed into 416 x
 so the long side is 416, centred, black fill), turned to BGR and normalized with NanoDet's mean and std.
 ``square=False`` runs it on the photo's own shape instead (the short side padded only to a multiple of 32: a 3:2
 photo on 416 x 288, 30% less work, and on the 498 human subject masks a main-object box IoU of 0.564 against
-0.558), but the shipped prior learned from the square's detections and loses 0.010 at k=10 on them, so the square
-stays the default until a prior is retrained on the other. The network is fully convolutional; its export froze
-the FPN's 2x resizes to 416's sizes, which ``tfjs_graph.follow_input_size`` turns back into scales on the first own-shape run. Each of
+0.558), but a prior retrained on those detections still scores 0.006 lower at k=10 than the shipped one on the
+square's (README "Finding the subject"), so the square stays the default. The network is fully convolutional;
+its export froze the FPN's 2x resizes to 416's sizes, which ``tfjs_graph.follow_input_size`` turns back into
+scales on the first own-shape run. Each of
 the three heads (strides 8, 16, 32) gives per cell 80 sigmoid class scores and four side distances, each a
 softmax over 11 bins whose expectation times the stride is the distance from the cell centre. Boxes above
 ``min_score`` go through per-class non-maximum suppression (IoU 0.6, as NanoDet evaluates) and are mapped back
